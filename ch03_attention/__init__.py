@@ -1,0 +1,1 @@
+"""Chapter 3: coding attention mechanisms (book classes + a fused SDPA fast path)."""

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ch02_text import common
+
+
+def test_lookup_order_data_then_env(tmp_path, monkeypatch):
+    repo_data = tmp_path / "repo_data"
+    env_data = tmp_path / "env_data"
+    (env_data).mkdir()
+    (env_data / "x.txt").write_text("env")
+    monkeypatch.setattr(common, "DATA_DIR", repo_data)
+    monkeypatch.setenv(common.DATA_ENV, str(env_data))
+    assert common.find_data_file("x.txt", download=False) == env_data / "x.txt"
+    repo_data.mkdir()
+    (repo_data / "x.txt").write_text("repo")
+    assert common.find_data_file("x.txt", download=False) == repo_data / "x.txt"
+
+
+def test_download_failure_is_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setenv(common.DATA_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setitem(common.DATA_URLS, "the-verdict.txt", (tmp_path / "missing.txt").as_uri())
+    with pytest.raises(common.DataFileError) as info:
+        common.find_data_file("the-verdict.txt")
+    msg = str(info.value)
+    assert "data/the-verdict.txt" in msg and common.DATA_ENV in msg and "\n" not in msg
+    assert not (tmp_path / "data" / "the-verdict.txt").exists()
+
+
+def test_download_writes_into_data(tmp_path, monkeypatch):
+    src = tmp_path / "src.txt"
+    src.write_text("payload")
+    monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
+    monkeypatch.delenv(common.DATA_ENV, raising=False)
+    monkeypatch.setitem(common.DATA_URLS, "the-verdict.txt", src.as_uri())
+    path = common.find_data_file("the-verdict.txt")
+    assert path == tmp_path / "data" / "the-verdict.txt" and path.read_text() == "payload"
+    assert [p.name for p in path.parent.iterdir()] == ["the-verdict.txt"]  # no temp file left
+
+
+def test_chapter_script_exits_1_with_one_line_when_data_missing(tmp_path, monkeypatch, capsys):
+    from ch02_text.__main__ import main
+
+    monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setenv(common.DATA_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setitem(common.DATA_URLS, "the-verdict.txt", (tmp_path / "missing.txt").as_uri())
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data file 'the-verdict.txt' not found")
+
+
+def test_non_utf8_file_is_named(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(common.UserInputError, match="latin1.txt' is not UTF-8"):
+        common.read_text_file(bad)
+
+
+def test_pick_device_and_seed():
+    assert common.pick_device("cpu") == torch.device("cpu")
+    assert common.pick_device(None).type in {"cpu", "cuda", "mps"}
+    with pytest.raises(common.UserInputError, match="unknown device"):
+        common.pick_device("tpu9")
+    common.set_seed(123)
+    a = torch.rand(3)
+    common.set_seed(123)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_help_is_useful():
+    out = subprocess.run([sys.executable, "-m", "ch02_text", "--help"], capture_output=True, text=True,
+                         cwd=common.REPO_ROOT)
+    assert out.returncode == 0 and "Chapter 2" in out.stdout
