@@ -1,0 +1,175 @@
+import pytest
+import torch
+
+from ch03_attention.attention import (
+    CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
+    SelfAttention_v2, softmax_naive,
+)
+from ch03_attention.fast_attention import (
+    FastMultiHeadAttention, book_to_fast_state_dict, fast_to_book_state_dict,
+)
+
+INPUTS = torch.tensor([[0.43, 0.15, 0.89], [0.55, 0.87, 0.66], [0.57, 0.85, 0.64],
+                       [0.22, 0.58, 0.33], [0.77, 0.25, 0.10], [0.05, 0.80, 0.55]])
+
+
+def close4(actual, expected):
+    torch.testing.assert_close(actual.detach(), torch.tensor(expected), atol=6e-5, rtol=0)
+
+
+def test_simplified_attention_known_answers():
+    scores = INPUTS @ INPUTS[1]
+    close4(scores, [0.9544, 1.4950, 1.4754, 0.8434, 0.7070, 1.0865])
+    weights = torch.softmax(scores, dim=0)
+    close4(weights, [0.1385, 0.2379, 0.2333, 0.1240, 0.1082, 0.1581])
+    torch.testing.assert_close(softmax_naive(scores), weights)
+    close4(weights @ INPUTS, [0.4419, 0.6515, 0.5683])
+    all_weights = torch.softmax(INPUTS @ INPUTS.T, dim=-1)
+    torch.testing.assert_close(all_weights.sum(dim=-1), torch.ones(6))
+
+
+def test_trainable_weights_known_answers():
+    torch.manual_seed(123)
+    W_query, W_key, W_value = (torch.rand(3, 2) for _ in range(3))
+    query_2 = INPUTS[1] @ W_query
+    close4(query_2, [0.4306, 1.4551])
+    keys, values = INPUTS @ W_key, INPUTS @ W_value
+    weights = torch.softmax(query_2 @ keys.T / 2 ** 0.5, dim=-1)
+    close4(weights @ values, [0.3061, 0.8210])
+    torch.manual_seed(123)
+    close4(SelfAttention_v1(3, 2)(INPUTS)[1], [0.3061, 0.8210])
+    torch.manual_seed(789)
+    close4(SelfAttention_v2(3, 2)(INPUTS)[0], [-0.0739, 0.0713])
+
+
+def test_causal_and_multihead_known_answers():
+    batch = torch.stack((INPUTS, INPUTS), dim=0)
+    torch.manual_seed(123)
+    out = CausalAttention(3, 2, 6, 0.0)(batch)
+    close4(out[0, 0], [-0.4519, 0.2216])
+    close4(out[1, 5], [-0.5299, -0.1081])
+    torch.manual_seed(123)
+    out = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2)(batch)
+    assert out.shape == (2, 6, 4)
+    close4(out[0, 0], [-0.4519, 0.2216, 0.4772, 0.1063])
+    torch.manual_seed(123)
+    out = MultiHeadAttention(3, 2, 6, 0.0, num_heads=2)(batch)
+    close4(out[0, 0], [0.3190, 0.4858])
+    close4(out[0, 5], [0.2575, 0.4028])
+
+
+def _causal_modules(d=8, ctx=10):
+    torch.manual_seed(0)
+    return {
+        "CausalAttention": CausalAttention(d, d, ctx, 0.0),
+        "MultiHeadAttentionWrapper": MultiHeadAttentionWrapper(d, 4, ctx, 0.0, num_heads=2),
+        "MultiHeadAttention": MultiHeadAttention(d, d, ctx, 0.0, num_heads=2),
+        "FastMultiHeadAttention": FastMultiHeadAttention(d, d, ctx, 0.0, num_heads=2),
+    }
+
+
+@pytest.mark.parametrize("name", list(_causal_modules()))
+def test_causal_invariance(name):
+    module = _causal_modules()[name].eval()
+    x = torch.randn(2, 10, 8)
+    base = module(x)
+    for j in range(10):
+        x2 = x.clone()
+        x2[:, j] = torch.randn(2, 8)
+        out = module(x2)
+        torch.testing.assert_close(out[:, :j], base[:, :j])
+        if j < 9:
+            assert not torch.allclose(out[:, j:], base[:, j:])
+
+
+@pytest.mark.parametrize("name", list(_causal_modules()))
+def test_too_many_tokens_is_a_clear_error(name):
+    module = _causal_modules()[name]
+    with pytest.raises(ValueError, match="11 tokens.*context_length=10"):
+        module(torch.randn(1, 11, 8))
+
+
+@pytest.mark.parametrize("cls", [MultiHeadAttention, FastMultiHeadAttention])
+def test_heads_must_divide_d_out(cls):
+    with pytest.raises(ValueError, match=r"d_out \(10\) must be divisible by num_heads \(3\)"):
+        cls(4, 10, 8, 0.0, num_heads=3)
+
+
+def test_wrapper_with_one_head_equals_causal_attention():
+    torch.manual_seed(1)
+    ca = CausalAttention(5, 3, 7, 0.0)
+    wrapper = MultiHeadAttentionWrapper(5, 3, 7, 0.0, num_heads=1)
+    wrapper.heads[0].load_state_dict(ca.state_dict())
+    x = torch.randn(3, 7, 5)
+    torch.testing.assert_close(wrapper(x), ca(x))
+
+
+def test_attention_rows_sum_to_one_under_mask():
+    scores = torch.randn(6, 6)
+    mask = torch.triu(torch.ones(6, 6), diagonal=1).bool()
+    weights = torch.softmax(scores.masked_fill(mask, -torch.inf), dim=-1)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(6))
+    assert torch.all(weights[mask] == 0)
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 12, 3), (2, 7, 12, 4), (3, 33, 48, 6), (2, 64, 64, 8)])
+def test_fast_equals_book_outputs_and_grads(shape, qkv_bias):
+    b, t, d, heads = shape
+    torch.manual_seed(42)
+    book = MultiHeadAttention(d, d, 64, 0.1, heads, qkv_bias=qkv_bias).eval()
+    fast = FastMultiHeadAttention.from_book(book).eval()
+    x = torch.randn(b, t, d, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    out_book, out_fast = book(x), fast(x2)
+    torch.testing.assert_close(out_fast, out_book, atol=1e-5, rtol=0)
+    grad = torch.randn_like(out_book)
+    out_book.backward(grad)
+    out_fast.backward(grad)
+    torch.testing.assert_close(x2.grad, x.grad, atol=1e-5, rtol=1e-4)
+    book_qkv_grad = torch.cat([book.W_query.weight.grad, book.W_key.weight.grad, book.W_value.weight.grad])
+    torch.testing.assert_close(fast.qkv.weight.grad, book_qkv_grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.out_proj.weight.grad, book.out_proj.weight.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_fast_init_draws_the_book_numbers_without_bias():
+    torch.manual_seed(123)
+    book = MultiHeadAttention(6, 6, 8, 0.0, 2)
+    torch.manual_seed(123)
+    fast = FastMultiHeadAttention(6, 6, 8, 0.0, 2)
+    assert torch.equal(fast.state_dict()["qkv.weight"], book_to_fast_state_dict(book.state_dict())["qkv.weight"])
+
+
+def test_state_dict_conversion_round_trip():
+    torch.manual_seed(3)
+    book = MultiHeadAttention(8, 8, 5, 0.0, 2, qkv_bias=True)
+    sd = {f"blocks.0.att.{k}": v for k, v in book.state_dict().items()}
+    fast_sd = book_to_fast_state_dict(sd)
+    assert set(fast_sd) == {"blocks.0.att.qkv.weight", "blocks.0.att.qkv.bias",
+                            "blocks.0.att.out_proj.weight", "blocks.0.att.out_proj.bias"}
+    back = fast_to_book_state_dict(fast_sd, context_length=5)
+    assert set(back) == set(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_dropout_is_off_in_eval_and_on_in_train():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8)
+    for module in (MultiHeadAttention(8, 8, 6, 0.5, 2), FastMultiHeadAttention(8, 8, 6, 0.5, 2)):
+        module.eval()
+        torch.testing.assert_close(module(x), module(x))
+        module.train()
+        assert not torch.allclose(module(x), module(x))
+
+
+def test_walkthrough_prints_book_values_and_saves_figure(tmp_path, capsys):
+    from ch03_attention.__main__ import main
+
+    ns = main(["--image-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "tensor([0.9544, 1.4950, 1.4754, 0.8434, 0.7070, 1.0865])" in out
+    assert "Attention weights: tensor([0.1385, 0.2379, 0.2333, 0.1240, 0.1082, 0.1581])" in out
+    assert "tensor([0.4419, 0.6515, 0.5683])" in out
+    assert "tensor([0.4306, 1.4551])" in out and "tensor([0.3061, 0.8210])" in out
+    assert "[[-0.4519,  0.2216]," in out and "[[0.3190, 0.4858]," in out
+    assert ns["context_vecs"].shape == (2, 6, 2)
+    assert (tmp_path / "ch03_attention_weights.png").stat().st_size > 10_000
