@@ -1,0 +1,65 @@
+"""Greedy generation speed: the book's loop vs the KV cache, GPT-124M, random weights.
+
+    python -m bench.generate_speed             # 200 new tokens, batch 1, CPU
+
+Both loops start from "Hello, I am" with the same seed-123 weights; the script also
+checks that they produce the same tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench.timing import machine_line
+from ch03_attention.fast_attention import book_to_fast_state_dict
+from ch04_gpt.config import GPT_CONFIG_124M
+from ch04_gpt.generate import generate_text_cached, generate_text_simple
+from ch04_gpt.model import GPTModel
+from ch04_gpt.previous_chapters import gpt2_tokenizer
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--new-tokens", type=int, default=200)
+    p.add_argument("--prompt", default="Hello, I am")
+    args = p.parse_args(argv)
+
+    torch.manual_seed(123)
+    book = GPTModel(GPT_CONFIG_124M, attn_impl="book").eval()
+    fast = GPTModel(GPT_CONFIG_124M).eval()
+    fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
+    idx = torch.tensor([gpt2_tokenizer().encode(args.prompt)])
+    ctx, n = GPT_CONFIG_124M["context_length"], args.new_tokens
+
+    generate_text_cached(fast, idx, 5, ctx)  # warm-up
+    runs = {
+        "book loop (generate_text_simple, book attention)": lambda: generate_text_simple(book, idx, n, ctx),
+        "book loop, fast attention": lambda: generate_text_simple(fast, idx, n, ctx),
+        "KV cache (generate_text_cached, fast attention)": lambda: generate_text_cached(fast, idx, n, ctx),
+    }
+    print(f"machine: {machine_line()}")
+    print(f"GPT-124M (seed 123), prompt {args.prompt!r}, {n} new tokens, batch 1")
+    outs, rates = {}, {}
+    for name, fn in runs.items():
+        outs[name], seconds = timed(fn)
+        rates[name] = n / seconds
+        print(f"{name:50s} {seconds:7.2f} s  {rates[name]:7.1f} tokens/s")
+    ref = next(iter(rates.values()))
+    for name, rate in rates.items():
+        print(f"{name:50s} speed vs book loop: {rate / ref:5.1f}x")
+    same = all(torch.equal(o, outs[next(iter(outs))]) for o in outs.values())
+    print("identical tokens:", same)
+    return rates
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Text generation: the book's greedy loop and a KV-cached loop that gives the same tokens.
+
+What this adds over the model: turning logits into new tokens. ``generate_text_simple``
+is listing 4.8 (re-runs the whole window every step). ``decode`` is the shared loop
+used by ``generate_text_cached`` and chapter 5's ``generate``: with a fast-attention
+model it keeps a KV cache and applies the output head to the last position only.
+
+Context rule: while prompt + generated tokens fit in ``context_size``, each step
+feeds one new token through the cache. Once the window is full, every step re-encodes
+the last ``context_size`` tokens from scratch (absolute position embeddings cannot be
+shifted), exactly what ``generate_text_simple`` does, so outputs stay identical.
+
+>>> # generate_text_cached(model, idx, 200, context_size=1024)  ==  generate_text_simple(...)
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_max_new_tokens(max_new_tokens: int) -> None:
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+
+
+def generate_text_simple(model, idx, max_new_tokens, context_size):
+    """Listing 4.8: greedy decoding, re-encoding the last ``context_size`` tokens each step.
+
+    ``idx`` is (batch, n_tokens); returns (batch, n_tokens + max_new_tokens).
+    """
+    check_max_new_tokens(max_new_tokens)
+    for _ in range(max_new_tokens):
+        # Crop current context if it exceeds the supported context size
+        idx_cond = idx[:, -context_size:]
+
+        with torch.no_grad():
+            logits = model(idx_cond)
+
+        # Focus only on the last time step: (batch, n_token, vocab_size) -> (batch, vocab_size)
+        logits = logits[:, -1, :]
+        probas = torch.softmax(logits, dim=-1)  # (batch, vocab_size)
+        idx_next = torch.argmax(probas, dim=-1, keepdim=True)  # (batch, 1)
+        idx = torch.cat((idx, idx_next), dim=1)  # (batch, n_tokens+1)
+    return idx
+
+
+def greedy(logits):
+    return torch.argmax(logits, dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def decode(model, idx, max_new_tokens, context_size, pick_next=greedy, eos_id=None, use_cache=None):
+    """Generation loop shared by every sampler; ``pick_next(logits (b, vocab)) -> ids (b, 1)``.
+
+    ``use_cache=None`` uses the KV cache whenever the model supports it. Stops early when
+    every sequence's next token is ``eos_id`` (that token is not appended).
+    """
+    check_max_new_tokens(max_new_tokens)
+    if idx.shape[1] == 0:
+        raise ValueError("the prompt has zero tokens: give at least one token to start from")
+    context_size = min(context_size, model.context_length)
+    if use_cache is None:
+        use_cache = model.supports_kv_cache
+    cache = model.new_kv_cache(idx.shape[0]) if use_cache else None
+    for step in range(max_new_tokens):
+        if cache is None:
+            logits = model(idx[:, -context_size:])
+        elif step == 0 or cache.pos >= context_size:  # (re-)encode the whole window
+            cache.reset()
+            logits = model(idx[:, -context_size:], kv_cache=cache, last_only=True)
+        else:  # feed only the newest token
+            logits = model(idx[:, -1:], kv_cache=cache, last_only=True)
+        idx_next = pick_next(logits[:, -1, :])
+        if eos_id is not None and bool(torch.all(idx_next == eos_id)):
+            break
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
+
+
+def generate_text_cached(model, idx, max_new_tokens, context_size):
+    """Greedy decoding like ``generate_text_simple``, with the KV cache (fast attention)."""
+    return decode(model, idx, max_new_tokens, context_size, pick_next=greedy, use_cache=True)

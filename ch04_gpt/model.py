@@ -1,0 +1,160 @@
+"""Chapter 4 GPT model: transformer blocks stacked between embeddings and an output head.
+
+What this adds over chapter 3: the whole GPT architecture. ``GPTModel(cfg)`` follows
+the book (module creation order and RNG use identical) with options beyond it:
+``attn_impl`` ("fast": fused QKV + SDPA, the default; "book": chapter 3's class),
+``tie_weights`` (output head shares the token embedding) and ``norm_position``
+("pre" = GPT-2, "post" = GPT-1). ``forward`` also accepts a ``KVCache``.
+
+>>> cfg = {**GPT_CONFIG_124M, "vocab_size": 100, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2}
+>>> GPTModel(cfg)(torch.tensor([[1, 2, 3]])).shape
+torch.Size([1, 3, 100])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .config import GPT_CONFIG_124M, validate_config  # noqa: F401 (GPT_CONFIG_124M for the doctest)
+from .kv_cache import KVCache
+from .layers import FeedForward, LayerNorm
+from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention
+
+ATTENTION_CLASSES = {"fast": FastMultiHeadAttention, "book": MultiHeadAttention}
+
+
+class TransformerBlock(nn.Module):
+    """Listing 4.6: attention and feed-forward, each with LayerNorm, dropout and a shortcut."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        cfg = validate_config(cfg)
+        self.att = ATTENTION_CLASSES[cfg["attn_impl"]](
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"])
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+        self.pre_norm = cfg["norm_position"] == "pre"
+
+    def attend(self, x, kv_cache=None):
+        return self.att(x) if kv_cache is None else self.att(x, kv_cache=kv_cache)
+
+    def forward(self, x, kv_cache=None):
+        if not self.pre_norm:  # GPT-1: normalise after adding the shortcut
+            x = self.norm1(x + self.drop_shortcut(self.attend(x, kv_cache)))
+            return self.norm2(x + self.drop_shortcut(self.ff(x)))
+
+        # Shortcut connection for attention block
+        shortcut = x
+        x = self.norm1(x)
+        x = self.attend(x, kv_cache)  # Shape [batch_size, num_tokens, emb_size]
+        x = self.drop_shortcut(x)
+        x = x + shortcut  # Add the original input back
+
+        # Shortcut connection for feed forward block
+        shortcut = x
+        x = self.norm2(x)
+        x = self.ff(x)
+        x = self.drop_shortcut(x)
+        x = x + shortcut  # Add the original input back
+        return x
+
+
+class GPTModel(nn.Module):
+    """Listing 4.7: token + position embeddings, ``n_layers`` blocks, final norm, output head."""
+
+    block_cls = TransformerBlock
+    norm_cls = LayerNorm
+
+    def __init__(self, cfg, attn_impl=None):
+        super().__init__()
+        cfg = validate_config(cfg if attn_impl is None else {**cfg, "attn_impl": attn_impl})
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+
+        self.trf_blocks = nn.Sequential(
+            *[self.block_cls(cfg) for _ in range(cfg["n_layers"])])
+
+        self.final_norm = self.norm_cls(cfg["emb_dim"]) if cfg["norm_position"] == "pre" else nn.Identity()
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+        if cfg["tie_weights"]:
+            self.out_head.weight = self.tok_emb.weight
+
+    @property
+    def context_length(self) -> int:
+        return self.cfg["context_length"]
+
+    @property
+    def supports_kv_cache(self) -> bool:
+        return self.cfg["attn_impl"] == "fast"
+
+    def new_kv_cache(self, batch_size: int) -> KVCache:
+        cfg = self.cfg
+        head_dim = cfg["emb_dim"] // cfg["n_heads"]
+        return KVCache(cfg["n_layers"], batch_size, cfg["n_heads"], cfg["context_length"], head_dim,
+                       device=self.pos_emb.weight.device, dtype=self.pos_emb.weight.dtype)
+
+    def forward(self, in_idx, kv_cache=None, last_only=False):
+        """Logits (batch, num_tokens, vocab); with ``last_only`` just the last position's.
+
+        With a ``kv_cache`` the tokens are placed after the ones already cached.
+        """
+        batch_size, seq_len = in_idx.shape
+        start = 0 if kv_cache is None else kv_cache.pos
+        if start + seq_len > self.context_length:
+            raise ValueError(
+                f"input has {start + seq_len} tokens but the model's context_length is "
+                f"{self.context_length}: crop it to the last {self.context_length} tokens"
+            )
+        if kv_cache is not None and not self.supports_kv_cache:
+            raise ValueError("the KV cache needs attn_impl='fast' (the book's attention class has none)")
+        tok_embeds = self.tok_emb(in_idx)
+        pos_embeds = self.pos_emb(torch.arange(start, start + seq_len, device=in_idx.device))
+        x = tok_embeds + pos_embeds  # Shape [batch_size, num_tokens, emb_size]
+        x = self.drop_emb(x)
+        if kv_cache is None:
+            x = self.trf_blocks(x)
+        else:
+            for i, block in enumerate(self.trf_blocks):
+                x = block(x, kv_cache=kv_cache.layer(i))
+            kv_cache.advance(seq_len)
+        if last_only:
+            x = x[:, -1:, :]
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+class DummyTransformerBlock(nn.Module):
+    """Listing 4.1 placeholder block: passes its input through unchanged."""
+
+    def __init__(self, cfg):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+class DummyLayerNorm(nn.Module):
+    """Listing 4.1 placeholder LayerNorm: passes its input through unchanged."""
+
+    def __init__(self, normalized_shape, eps=1e-5):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+class DummyGPTModel(GPTModel):
+    """Listing 4.1: the GPT skeleton with pass-through blocks and norm (same RNG use)."""
+
+    block_cls = DummyTransformerBlock
+    norm_cls = DummyLayerNorm

@@ -1,0 +1,88 @@
+"""Decoding strategies (section 5.3): temperature, top-k, and beyond the book top-p.
+
+What this adds over chapter 4's greedy loop: sampling the next token from the model's
+distribution. ``generate`` keeps the book's signature and adds ``top_p``; it runs on
+chapter 4's ``decode`` loop, so a fast-attention model uses the KV cache.
+
+>>> logits = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])
+>>> top_k_filter(logits[None], 3).isfinite().nonzero()[:, 1].tolist()
+[0, 3, 7]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .previous_chapters import decode
+
+
+def softmax_with_temperature(logits, temperature):
+    """Section 5.3.1: divide logits by ``temperature`` before the softmax."""
+    scaled_logits = logits / temperature
+    return torch.softmax(scaled_logits, dim=0)
+
+
+def print_sampled_tokens(probas, inverse_vocab, num_samples=1_000, seed=123):
+    """Section 5.3.1: sample ``num_samples`` tokens and print how often each came up."""
+    torch.manual_seed(seed)
+    sample = [torch.multinomial(probas, num_samples=1).item() for _ in range(num_samples)]
+    sampled_ids = torch.bincount(torch.tensor(sample), minlength=len(probas))
+    for i, freq in enumerate(sampled_ids):
+        print(f"{freq} x {inverse_vocab[i]}")
+    return sampled_ids
+
+
+def check_sampling_options(temperature=0.0, top_k=None, top_p=None):
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k <= 0:
+        raise ValueError(f"top_k must be a positive integer, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def top_k_filter(logits, top_k):
+    """Keep the ``top_k`` largest logits of each row, set the rest to -inf (section 5.3.2)."""
+    top_k = min(top_k, logits.shape[-1])
+    top_logits, _ = torch.topk(logits, top_k)
+    min_val = top_logits[:, -1:]
+    return torch.where(logits < min_val, torch.tensor(float("-inf")).to(logits.device), logits)
+
+
+def top_p_filter(logits, top_p):
+    """Nucleus filter: keep the smallest set of tokens whose probability mass reaches ``top_p``."""
+    sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs  # mass of the strictly more likely tokens
+    sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
+
+
+def make_sampler(temperature=0.0, top_k=None, top_p=None):
+    """``pick_next(logits (b, vocab)) -> ids (b, 1)``: the book's order (top-k, temperature, sample)."""
+    check_sampling_options(temperature, top_k, top_p)
+
+    def pick_next(logits):
+        if top_k is not None:
+            logits = top_k_filter(logits, top_k)
+        if temperature > 0.0:
+            logits = logits / temperature
+            if top_p is not None:
+                logits = top_p_filter(logits, top_p)
+            probs = torch.softmax(logits, dim=-1)
+            return torch.multinomial(probs, num_samples=1)
+        return torch.argmax(logits, dim=-1, keepdim=True)
+
+    return pick_next
+
+
+def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None,
+             top_p=None, use_cache=None):
+    """Listing 5.4 plus top-p: sample up to ``max_new_tokens`` tokens after ``idx``.
+
+    ``temperature=0`` is greedy; stops early at ``eos_id``; ``use_cache=None`` uses the
+    KV cache when the model has fast attention.
+    """
+    pick_next = make_sampler(temperature, top_k, top_p)
+    return decode(model, idx, max_new_tokens, context_size, pick_next=pick_next, eos_id=eos_id,
+                  use_cache=use_cache)

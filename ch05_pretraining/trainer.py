@@ -1,0 +1,219 @@
+"""The training engine behind ``python -m ch05_pretraining.train``.
+
+What this adds over the book's ``train_model_simple``: the same loop (same batches,
+same RNG use, same printed lines in its book settings: tested equal) plus what real
+runs need: resuming mid-epoch bit for bit, learning-rate warmup + cosine decay,
+gradient clipping, gradient accumulation, bf16 autocast, a progress bar, a clean stop
+on Ctrl-C at the next step boundary, and optional DistributedDataParallel.
+
+>>> lr_at(0, 1e-3, warmup_steps=10)          # linear warmup from base_lr / warmup_steps
+0.0001
+>>> lr_at(9, 1e-3, warmup_steps=10), lr_at(10, 1e-3, warmup_steps=10, total_steps=20, min_lr=1e-4)
+(0.001, 0.001)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .checkpoint import rng_state, set_rng_state
+from .loss import calc_loss_batch, evaluate_model
+from .previous_chapters import decode
+from .tokens import text_to_token_ids, token_ids_to_text
+from .training import format_eval_line
+
+
+def lr_at(step, base_lr, warmup_steps=0, total_steps=None, min_lr=None):
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``.
+
+    Without ``min_lr`` the rate stays at ``base_lr`` after warmup (the book's constant rate).
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if min_lr is None or total_steps is None:
+        return base_lr
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 10
+    eval_freq: int = 5
+    eval_iter: int = 5
+    lr: float = 4e-4
+    warmup_steps: int = 0
+    min_lr: float | None = None
+    grad_clip: float | None = None
+    grad_accum: int = 1
+    amp_dtype: torch.dtype | None = None  # torch.bfloat16 for autocast
+    start_context: str = "Every effort moves you"
+    sample_tokens: int = 50
+
+    def __post_init__(self):
+        for name in ("epochs", "eval_freq", "eval_iter", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or (self.min_lr is not None and not 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"need lr > 0 and 0 <= min-lr <= lr (lr={self.lr}, min-lr={self.min_lr})")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad-clip must be > 0, got {self.grad_clip}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup-steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass
+class TrainState:
+    """Everything about a run's progress that a checkpoint must carry to resume exactly."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = -1  # the book's convention: -1 before the first step
+    tokens_seen: int = 0
+    train_losses: list = field(default_factory=list)
+    val_losses: list = field(default_factory=list)
+    track_tokens_seen: list = field(default_factory=list)
+    samples: list = field(default_factory=list)
+    rng_epoch_start: dict | None = None  # RNG just before the epoch's data iterator was made
+    rng_now: dict | None = None  # RNG after the last completed step
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+
+class StopRequest:
+    """Turns the first Ctrl-C into a request to stop at the next step boundary."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            if self.requested:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.requested = True
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not in the main thread: no handler
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def sample_text(model, tokenizer, device, start_context, max_new_tokens):
+    """Greedy continuation of ``start_context`` (KV cache when the model has one)."""
+    was_training = model.training
+    model.eval()
+    idx = text_to_token_ids(start_context, tokenizer).to(device)
+    text = token_ids_to_text(decode(model, idx, max_new_tokens, model.context_length), tokenizer)
+    model.train(was_training)
+    return text
+
+
+class Trainer:
+    """Runs the book's loop with the extras in ``TrainSettings``; ``fit`` can resume a ``TrainState``."""
+
+    def __init__(self, model, optimizer, train_loader, val_loader, device, settings: TrainSettings,
+                 tokenizer=None, log=print, progress=None, is_main=True):
+        self.model, self.optimizer = model, optimizer
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
+        self.log, self.progress, self.is_main = log, progress, is_main
+        self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
+        self.total_steps = self.steps_per_epoch * settings.epochs
+
+    def autocast(self):
+        dtype = self.settings.amp_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _epoch_batches(self, state: TrainState, resuming: bool):
+        """The epoch's data iterator, fast-forwarded when resuming mid-epoch."""
+        if resuming and state.batch_in_epoch > 0:
+            set_rng_state(state.rng_epoch_start)
+            batches = iter(self.train_loader)
+            for _ in range(state.batch_in_epoch):
+                next(batches)
+            set_rng_state(state.rng_now)
+            return batches
+        state.rng_epoch_start = rng_state()
+        return iter(self.train_loader)
+
+    def _optimizer_step(self, state: TrainState):
+        s = self.settings
+        lr = lr_at(state.global_step + 1, s.lr, s.warmup_steps, self.total_steps, s.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if s.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+        self.optimizer.step()
+        state.global_step += 1
+
+    def _evaluate(self, state: TrainState, epoch: int):
+        with self.autocast():
+            train_loss, val_loss = evaluate_model(
+                self.model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter)
+        state.train_losses.append(train_loss)
+        state.val_losses.append(val_loss)
+        state.track_tokens_seen.append(state.tokens_seen)
+        if self.is_main:
+            self.log(format_eval_line(epoch, state.global_step, train_loss, val_loss))
+            if self.progress is not None:
+                self.progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+
+    def fit(self, state: TrainState | None = None, stop: StopRequest | None = None,
+            stop_after_steps: int | None = None) -> TrainState:
+        """Train until ``settings.epochs`` are done, ``stop`` is requested, or ``stop_after_steps``."""
+        s = self.settings
+        resuming = state is not None
+        state = state or TrainState()
+        if resuming and state.batch_in_epoch == 0 and state.rng_now is not None:
+            set_rng_state(state.rng_now)  # resuming at an epoch boundary
+        self.model.train()
+        for epoch in range(state.epoch, s.epochs):
+            self.model.train()
+            micro = 0
+            for input_batch, target_batch in self._epoch_batches(state, resuming):
+                resuming = False
+                if micro == 0:
+                    self.optimizer.zero_grad()
+                with self.autocast():
+                    loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+                (loss / s.grad_accum if s.grad_accum > 1 else loss).backward()
+                micro += 1
+                state.batch_in_epoch += 1
+                state.tokens_seen += input_batch.numel()
+                if self.progress is not None:
+                    self.progress.update(input_batch.numel())
+                if micro < s.grad_accum and state.batch_in_epoch < len(self.train_loader):
+                    continue
+                micro = 0
+                self._optimizer_step(state)
+                if state.global_step % s.eval_freq == 0:
+                    self._evaluate(state, epoch)
+                state.rng_now = rng_state()
+                if (stop is not None and stop.requested) or (
+                        stop_after_steps is not None and state.global_step + 1 >= stop_after_steps):
+                    return state
+            if self.tokenizer is not None and self.is_main and s.sample_tokens > 0:
+                text = sample_text(self.model, self.tokenizer, self.device, s.start_context, s.sample_tokens)
+                state.samples.append(text)
+                self.log(text.replace("\n", " "))
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            state.rng_now = rng_state()
+        return state

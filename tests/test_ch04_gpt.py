@@ -1,0 +1,206 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ch03_attention.fast_attention import book_to_fast_state_dict
+from ch04_gpt.config import GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config
+from ch04_gpt.generate import decode, generate_text_cached, generate_text_simple
+from ch04_gpt.layers import GELU, ExampleDeepNeuralNetwork, LayerNorm, print_gradients
+from ch04_gpt.model import DummyGPTModel, GPTModel
+
+TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
+        "n_layers": 2, "drop_rate": 0.0}
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return GPTModel({**TINY, **kw}).eval()
+
+
+def sig4(x):
+    return float(f"{x:.4g}")
+
+
+def test_layernorm_zero_mean_unit_var_and_equals_torch():
+    torch.manual_seed(0)
+    x = torch.randn(4, 7, 10) * 3 + 2
+    ln = LayerNorm(10)
+    with torch.no_grad():
+        ln.scale.uniform_(0.5, 1.5)
+        ln.shift.uniform_(-1, 1)
+    ref = torch.nn.LayerNorm(10, eps=1e-5)
+    ref.weight.data.copy_(ln.scale.data)
+    ref.bias.data.copy_(ln.shift.data)
+    torch.testing.assert_close(ln(x), ref(x), atol=1e-5, rtol=1e-5)
+    plain = LayerNorm(10)(x)
+    torch.testing.assert_close(plain.mean(-1), torch.zeros(4, 7), atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain.var(-1, unbiased=False), torch.ones(4, 7), atol=1e-3, rtol=0)
+
+
+def test_gelu_equals_torch_tanh_gelu():
+    x = torch.linspace(-6, 6, 1001)
+    torch.testing.assert_close(GELU()(x), F.gelu(x, approximate="tanh"), atol=1e-6, rtol=1e-6)
+
+
+def test_shortcut_gradient_known_answers():
+    sample = torch.tensor([[1., 0., -1.]])
+    torch.manual_seed(123)
+    without = print_gradients(ExampleDeepNeuralNetwork([3, 3, 3, 3, 3, 1], use_shortcut=False), sample)
+    torch.manual_seed(123)
+    with_ = print_gradients(ExampleDeepNeuralNetwork([3, 3, 3, 3, 3, 1], use_shortcut=True), sample)
+    assert [sig4(v) for v in without.values()] == [0.0002017, 0.0001201, 0.0007152, 0.001399, 0.00505]
+    assert [sig4(v) for v in with_.values()] == [0.2217, 0.2069, 0.329, 0.2666, 1.326]
+
+
+def test_parameter_counts_and_size():
+    model = GPTModel(GPT_CONFIG_124M)
+    total = sum(p.numel() for p in model.parameters())
+    assert total == 163_009_536 == estimate(GPT_CONFIG_124M)["params"]
+    assert total - model.out_head.weight.numel() == 124_412_160
+    assert f"{total * 4 / 1024 ** 2:.2f}" == "621.83"
+
+
+def test_weight_tying_shares_storage_and_counts_once():
+    model = GPTModel({**TINY, "tie_weights": True})
+    assert model.out_head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
+    untied = GPTModel(TINY)
+    n_tied = sum(p.numel() for p in model.parameters())
+    assert n_tied == sum(p.numel() for p in untied.parameters()) - 97 * 32
+    assert n_tied == estimate({**TINY, "tie_weights": True})["params"]
+
+
+@pytest.mark.parametrize("name,layers", [("gpt2-small", 12), ("gpt2-medium", 24), ("gpt2-large", 36), ("gpt2-xl", 48)])
+def test_presets_and_estimates(name, layers):
+    cfg = model_config(name)
+    assert cfg["n_layers"] == layers and cfg["emb_dim"] == MODEL_PRESETS[name]["emb_dim"]
+    # parameter formula checked against a real (shallow) model of the same width
+    shallow = {**cfg, "n_layers": 1}
+    real = sum(p.numel() for p in GPTModel(shallow).parameters())
+    assert real == estimate(shallow)["params"]
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(ValueError, match="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl"):
+        model_config("gpt5")
+
+
+def test_book_preset_spelling():
+    assert model_config("gpt2-medium (355M)")["n_heads"] == 16
+
+
+def test_fast_and_book_attention_same_init_and_logits():
+    torch.manual_seed(5)
+    book = GPTModel(TINY, attn_impl="book").eval()
+    torch.manual_seed(5)
+    fast = GPTModel(TINY).eval()
+    book_sd = book_to_fast_state_dict(book.state_dict())
+    assert all(torch.equal(book_sd[k], v) for k, v in fast.state_dict().items())
+    idx = torch.randint(0, 97, (3, 16))
+    torch.testing.assert_close(fast(idx), book(idx), atol=1e-5, rtol=0)
+
+
+def test_fast_and_book_same_logits_with_qkv_bias():
+    book = tiny(attn_impl="book", qkv_bias=True)
+    fast = GPTModel({**TINY, "qkv_bias": True}).eval()
+    fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
+    idx = torch.randint(0, 97, (2, 9))
+    torch.testing.assert_close(fast(idx), book(idx), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("attn_impl", ["fast", "book"])
+def test_causal_invariance_through_the_model(attn_impl):
+    model = tiny(attn_impl=attn_impl)
+    idx = torch.randint(0, 97, (2, 12))
+    base = model(idx)
+    for j in range(12):
+        changed = idx.clone()
+        changed[:, j] = (changed[:, j] + 1) % 97
+        torch.testing.assert_close(model(changed)[:, :j], base[:, :j])
+
+
+def test_too_long_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="17 tokens but the model's context_length is 16"):
+        tiny()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_generate_text_simple_crops_like_the_book():
+    model = tiny()
+    out = generate_text_simple(model, torch.randint(0, 97, (1, 20)), 5, context_size=16)
+    assert out.shape == (1, 25)
+
+
+def test_max_new_tokens_zero_and_negative():
+    model = tiny()
+    idx = torch.tensor([[1, 2, 3]])
+    assert torch.equal(generate_text_simple(model, idx, 0, 16), idx)
+    assert torch.equal(generate_text_cached(model, idx, 0, 16), idx)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+        generate_text_simple(model, idx, -1, 16)
+    with pytest.raises(ValueError, match="zero tokens"):
+        decode(model, idx[:, :0], 3, 16)
+
+
+@pytest.mark.parametrize("context_size", [16, 7])
+def test_kv_cache_greedy_equals_uncached_for_200_tokens(context_size):
+    model = tiny()
+    idx = torch.randint(0, 97, (2, 5))
+    ref = generate_text_simple(model, idx, 200, context_size)
+    assert torch.equal(generate_text_cached(model, idx, 200, context_size), ref)
+
+
+def test_kv_cache_logits_equal_full_forward_and_reset_per_call():
+    model = tiny()
+    idx = torch.randint(0, 97, (1, 10))
+    cache = model.new_kv_cache(1)
+    first = model(idx[:, :6], kv_cache=cache)
+    rest = model(idx[:, 6:], kv_cache=cache)  # several new tokens at an offset
+    full = model(idx)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=0)
+    a = generate_text_cached(model, idx[:, :3], 8, 16)
+    b = generate_text_cached(model, idx[:, :3], 8, 16)
+    assert torch.equal(a, b)  # a fresh cache every call
+
+
+def test_kv_cache_needs_fast_attention():
+    model = tiny(attn_impl="book")
+    with pytest.raises(ValueError, match="attn_impl='fast'"):
+        generate_text_cached(model, torch.tensor([[1, 2]]), 3, 16)
+
+
+def test_gpt1_post_layernorm_builds_trains_and_generates():
+    torch.manual_seed(0)
+    model = GPTModel({**TINY, "norm_position": "post"})
+    assert isinstance(model.final_norm, torch.nn.Identity)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    idx = torch.randint(0, 97, (2, 16))
+    losses = []
+    for _ in range(5):
+        loss = F.cross_entropy(model(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    model.eval()
+    assert torch.equal(generate_text_cached(model, idx[:, :4], 20, 16), generate_text_simple(model, idx[:, :4], 20, 16))
+
+
+def test_dummy_model_shape():
+    torch.manual_seed(123)
+    assert DummyGPTModel(TINY)(torch.tensor([[1, 2, 3]])).shape == (1, 3, 97)
+
+
+def test_walkthrough_prints_book_values(tmp_path, capsys):
+    from ch04_gpt.__main__ import main
+
+    ns = main(["--image-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert ns["batch"].tolist() == [[6109, 3626, 6100, 345], [6109, 1110, 6622, 257]]
+    assert "Total number of parameters: 163,009,536" in out
+    assert "Number of trainable parameters considering weight tying: 124,412,160" in out
+    assert "Total size of the model: 621.83 MB" in out
+    assert ns["out"].tolist() == [[15496, 11, 314, 716, 27018, 24086, 47843, 30961, 42348, 7267]]
+    assert "Hello, I am Featureiman Byeswickattribute argue" in out
+    assert "[[ 0.3613,  0.4222, -0.0711,  ...,  0.3483,  0.4661, -0.2838]," in out
+    assert (tmp_path / "ch04_gelu_relu.png").stat().st_size > 10_000
+    assert str(torch.tensor([1e-9])) == "tensor([1.0000e-09])"  # print options restored

@@ -1,0 +1,170 @@
+import contextlib
+import io
+import math
+
+import pytest
+import torch
+
+from ch02_text.dataloader import create_dataloader_v1
+from ch04_gpt.config import GPT_CONFIG_124M
+from ch04_gpt.model import GPTModel
+from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from ch05_pretraining.loss import calc_loss_batch, calc_loss_loader
+from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState, lr_at
+from ch05_pretraining.training import train_model_simple
+
+TINY = {**GPT_CONFIG_124M, "context_length": 32, "emb_dim": 32, "n_heads": 4, "n_layers": 2}
+
+
+@pytest.fixture(scope="module")
+def text(verdict_text):
+    return verdict_text[:5000]
+
+
+def loaders(text, batch_size=2):
+    torch.manual_seed(123)
+    split = int(0.9 * len(text))
+    return (create_dataloader_v1(text[:split], batch_size, 32, 32, shuffle=True, drop_last=True),
+            create_dataloader_v1(text[split:], batch_size, 32, 32, shuffle=False, drop_last=False))
+
+
+def fresh(cfg=TINY, attn_impl="book", lr=4e-4):
+    torch.manual_seed(123)
+    model = GPTModel(cfg, attn_impl=attn_impl)
+    return model, torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+
+
+def test_trainer_in_book_settings_equals_train_model_simple(text, gpt2_tok):
+    tl, vl = loaders(text)
+    model, opt = fresh()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        book = train_model_simple(model, tl, vl, opt, "cpu", 2, 5, 5, "Every effort moves you", gpt2_tok)
+    tl, vl = loaders(text)
+    model2, opt2 = fresh()
+    lines = []
+    state = Trainer(model2, opt2, tl, vl, "cpu", TrainSettings(epochs=2), tokenizer=gpt2_tok, log=lines.append).fit()
+    assert (state.train_losses, state.val_losses, state.track_tokens_seen) == book
+    assert lines == buf.getvalue().splitlines()
+    assert lines[0].startswith("Ep 1 (Step 000000): Train loss ")
+
+
+def test_resume_is_bit_for_bit(text, tmp_path):
+    tl, vl = loaders(text)
+    model, opt = fresh()
+    full = Trainer(model, opt, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=2)).fit()
+    steps_per_epoch = len(tl)
+    for stop_at in (3, steps_per_epoch, steps_per_epoch + 2):  # mid-epoch, epoch end, next epoch
+        tl, vl = loaders(text)
+        model, opt = fresh()
+        part = Trainer(model, opt, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=2)).fit(stop_after_steps=stop_at)
+        path = save_checkpoint(tmp_path / f"ck{stop_at}.pt", model, opt, trainer_state=part.to_dict(), rng=part.rng_now)
+        torch.manual_seed(999)  # a different process state before resuming
+        tl, vl = loaders(text)
+        model2, opt2 = fresh()
+        ckpt = load_checkpoint(path, model2, opt2)
+        state = TrainState.from_dict(ckpt["trainer_state"])
+        set_rng_state(ckpt["rng"])
+        resumed = Trainer(model2, opt2, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=2)).fit(state)
+        assert resumed.train_losses == full.train_losses
+        assert resumed.val_losses == full.val_losses
+        assert resumed.tokens_seen == full.tokens_seen
+
+
+def test_lr_warmup_and_cosine():
+    assert lr_at(0, 1.0, warmup_steps=4) == 0.25
+    assert lr_at(3, 1.0, warmup_steps=4) == 1.0            # last warmup step reaches the peak
+    assert lr_at(4, 1.0, warmup_steps=4, total_steps=14, min_lr=0.1) == 1.0  # first decay step: still the peak
+    assert lr_at(9, 1.0, warmup_steps=4, total_steps=14, min_lr=0.1) == pytest.approx(0.55)
+    assert lr_at(14, 1.0, warmup_steps=4, total_steps=14, min_lr=0.1) == pytest.approx(0.1)
+    assert lr_at(50, 1.0, warmup_steps=4, total_steps=14, min_lr=0.1) == pytest.approx(0.1)
+    assert lr_at(7, 1.0) == 1.0  # no warmup, no floor: the book's constant rate
+
+
+def test_schedule_is_applied_to_the_optimizer(text):
+    tl, vl = loaders(text)
+    model, opt = fresh()
+    seen = []
+    real_step = opt.step
+
+    def spy(*a, **k):
+        seen.append(opt.param_groups[0]["lr"])
+        return real_step(*a, **k)
+
+    opt.step = spy
+    s = TrainSettings(epochs=2, lr=1e-3, warmup_steps=3, min_lr=1e-4, eval_freq=100)
+    trainer = Trainer(model, opt, tl, vl, "cpu", s)
+    trainer.fit()
+    expected = [lr_at(i, 1e-3, 3, trainer.total_steps, 1e-4) for i in range(trainer.total_steps)]
+    assert seen == pytest.approx(expected)
+    assert seen[2] == pytest.approx(1e-3) and seen[3] == pytest.approx(1e-3)
+
+
+def test_every_step_is_clipped_including_the_first_after_warmup(text, monkeypatch):
+    tl, vl = loaders(text)
+    model, opt = fresh(lr=1e-3)
+    norms = []
+    real_step = opt.step
+
+    def spy(*a, **k):
+        total = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+        norms.append(total.item())
+        return real_step(*a, **k)
+
+    opt.step = spy
+    s = TrainSettings(epochs=1, warmup_steps=2, grad_clip=0.05, eval_freq=100)
+    Trainer(model, opt, tl, vl, "cpu", s).fit()
+    assert len(norms) == len(tl) and all(n <= 0.05 + 1e-6 for n in norms)
+    assert norms[2] == pytest.approx(0.05, rel=1e-4)  # step index 2 = first post-warmup step
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(text):
+    cfg = {**TINY, "drop_rate": 0.0}
+    torch.manual_seed(123)
+    tl1 = create_dataloader_v1(text, 1, 32, 32, shuffle=False, drop_last=True)
+    tl2 = create_dataloader_v1(text, 2, 32, 32, shuffle=False, drop_last=True)
+    results = []
+    for loader, accum in ((tl1, 2), (tl2, 1)):
+        model, opt = fresh(cfg)
+        Trainer(model, opt, loader, loader, "cpu",
+                TrainSettings(epochs=1, grad_accum=accum, eval_freq=1000)).fit(stop_after_steps=3)
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(results[0], results[1], atol=2e-5, rtol=1e-4)
+
+
+def test_overfitting_one_batch_drives_loss_down(text):
+    tl, _ = loaders(text)
+    x, y = next(iter(tl))
+    model, _ = fresh({**TINY, "drop_rate": 0.0}, attn_impl="fast")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = calc_loss_batch(x, y, model, "cpu")
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_bf16_autocast_trains_with_fp32_loss(text):
+    tl, vl = loaders(text)
+    model, opt = fresh(attn_impl="fast")
+    s = TrainSettings(epochs=1, eval_freq=3, amp_dtype=torch.bfloat16)
+    state = Trainer(model, opt, tl, vl, "cpu", s).fit()
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+    assert all(math.isfinite(v) for v in state.train_losses) and state.train_losses[-1] < state.train_losses[0]
+
+
+def test_empty_loader_is_explained_not_nan(text):
+    empty = create_dataloader_v1(text[:400], 50, 32, 32, shuffle=False, drop_last=True)
+    assert len(empty) == 0
+    with pytest.raises(ValueError, match="data loader has no batches"):
+        calc_loss_loader(empty, fresh()[0], "cpu")
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"eval_freq": 0}, {"grad_accum": 0}, {"lr": 0.0},
+                                    {"grad_clip": -1.0}, {"min_lr": 1.0, "lr": 0.1}, {"warmup_steps": -1}])
+def test_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        TrainSettings(**kwargs)
