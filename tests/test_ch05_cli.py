@@ -1,0 +1,152 @@
+"""The train and generate CLIs: tiny runs, resume, Ctrl-C, and one-line errors for bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ch02_text.common import REPO_ROOT
+from ch05_pretraining.checkpoint import read_checkpoint
+
+TINY_ARGS = ["--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32",
+             "--batch-size", "2", "--eval-freq", "4", "--eval-iter", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, verdict_text):
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text(verdict_text[:4000], encoding="utf-8")
+    return path
+
+
+def train(argv):
+    from ch05_pretraining.train import main
+
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    train(["--data", str(corpus), "--epochs", "1", "--out", str(out), *TINY_ARGS])
+    return out
+
+
+def one_line_error(capsys, match):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
+
+
+def test_train_writes_checkpoint_and_plot_then_resumes(corpus, tmp_path, capsys):
+    out = tmp_path / "run.pt"
+    state = train(["--data", str(corpus), "--epochs", "1", "--out", str(out), *TINY_ARGS])
+    assert out.is_file() and out.with_suffix(".png").stat().st_size > 5_000
+    assert "Ep 1 (Step 000000): Train loss" in capsys.readouterr().out
+    ckpt = read_checkpoint(out)
+    assert ckpt["epoch"] == 1 and ckpt["config"]["attn_impl"] == "fast"
+    resumed = train(["--data", str(corpus), "--epochs", "2", "--out", str(out), "--resume", str(out), *TINY_ARGS])
+    assert resumed.epoch == 2 and resumed.train_losses[: len(state.train_losses)] == state.train_losses
+    assert read_checkpoint(out)["epoch"] == 2
+
+
+def test_book_mode_and_schedule_options(corpus, tmp_path):
+    state = train(["--data", str(corpus), "--epochs", "1", "--out", str(tmp_path / "b.pt"), "--book",
+                   "--warmup-steps", "2", "--min-lr", "1e-5", "--grad-clip", "1.0", "--grad-accum", "2",
+                   "--plot", str(tmp_path / "loss.png"), *TINY_ARGS])
+    assert read_checkpoint(tmp_path / "b.pt")["config"]["attn_impl"] == "book"
+    assert (tmp_path / "loss.png").is_file() and state.global_step >= 0
+
+
+@pytest.mark.parametrize("setup,args,match", [
+    (None, ["--data", "MISSING"], "does not exist"),
+    ("latin1", [], "is not UTF-8"),
+    ("short", [], "needs at least 33: lower --context-length"),
+    ("noval", ["--train-ratio", "0.999"], "validation split of"),
+    (None, ["--preset", "gpt7"], "unknown model preset 'gpt7'"),
+    (None, ["--resume", "MISSING.pt"], "does not exist"),
+    (None, ["--epochs", "0"], "epochs must be >= 1"),
+])
+def test_train_bad_input_is_one_line(corpus, tmp_path, capsys, setup, args, match):
+    data = corpus
+    if setup == "latin1":
+        data = tmp_path / "latin1.txt"
+        data.write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    elif setup == "short":
+        data = tmp_path / "short.txt"
+        data.write_text("Only a few words here.")
+    args = [str(tmp_path / a) if a.startswith("MISSING") else a for a in args]
+    if "--data" not in args:
+        args = ["--data", str(data), *args]
+    with pytest.raises(SystemExit) as info:
+        train([*args, "--out", str(tmp_path / "x.pt"), *TINY_ARGS])
+    assert info.value.code == 1
+    one_line_error(capsys, match)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(corpus, tmp_path):
+    out = tmp_path / "int.pt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ch05_pretraining.train", "--data", str(corpus), "--epochs", "50",
+         "--out", str(out), *TINY_ARGS], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("Ep 1 (Step 000004)"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "saved a resumable checkpoint" in err and "Traceback" not in err
+    ckpt = read_checkpoint(out)
+    assert 0 < ckpt["step"] < 50 * 100 and ckpt["trainer_state"]["global_step"] >= 4
+
+
+def test_generate_from_checkpoint_and_interactive(tiny_ckpt, capsys, monkeypatch):
+    from ch05_pretraining.generate import main
+
+    out = tiny_ckpt
+    capsys.readouterr()
+    text = main(["--checkpoint", str(out), "--prompt", "Every effort", "--max-new-tokens", "5"])
+    assert text.startswith("Every effort") and capsys.readouterr().out.strip() == text
+    sampled = main(["--checkpoint", str(out), "--max-new-tokens", "5", "--temperature", "1.0",
+                    "--top-k", "10", "--top-p", "0.9", "--seed", "1"])
+    assert sampled == main(["--checkpoint", str(out), "--max-new-tokens", "5", "--temperature", "1.0",
+                            "--top-k", "10", "--top-p", "0.9", "--seed", "1"])
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(
+        "Every effort\n:top 3 Every effort moves\n:tok Hello world\n:set top_k 5\n:set top_p 7\n:nope\n:quit\nignored\n"))
+    capsys.readouterr()
+    main(["--checkpoint", str(out), "--interactive", "--max-new-tokens", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Every effort")
+    assert len([l for l in lines[1:4] if l.strip()[0].isdigit()]) == 3
+    assert "15496  'Hello'" in lines[4] and "995  ' world'" in lines[5]
+    assert "top_k = 5" in lines[6] and "error: top_p must be in (0, 1]" in lines[7]
+    assert "unknown command ':nope'" in lines[8] and len(lines) == 9
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--checkpoint", "MISSING.pt"], "does not exist"),
+    (["--gpt2", "MISSING.safetensors"], "do not exist"),
+    (["--checkpoint", "CKPT", "--temperature", "-1"], "temperature must be >= 0"),
+    (["--checkpoint", "CKPT", "--top-k", "0"], "top_k must be a positive integer"),
+    (["--checkpoint", "CKPT", "--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--checkpoint", "CKPT", "--prompt", ""], "zero tokens"),
+    (["--checkpoint", "TRUNC"], "damaged or not a checkpoint"),
+])
+def test_generate_bad_input_is_one_line(tiny_ckpt, tmp_path, capsys, args, match):
+    from ch05_pretraining.generate import main
+
+    ckpt = tiny_ckpt
+    (tmp_path / "t.pt").write_bytes(ckpt.read_bytes()[:500])
+    subst = {"CKPT": str(ckpt), "TRUNC": str(tmp_path / "t.pt")}
+    args = [subst.get(a, str(tmp_path / a) if a.startswith("MISSING") else a) for a in args]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 1
+    one_line_error(capsys, match)
