@@ -181,6 +181,17 @@ def cli_errors():
         raise SystemExit(1) from None
 
 
+def chapter_parser(chapter: str, description: str, figures: bool = True):
+    """The argument parser every ``python -m chNN_*`` walk-through starts from."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m {chapter}", description=description)
+    if figures:
+        parser.add_argument("--image-dir", default=None,
+                            help="folder for the figures (default: the repo's image/)")
+    return parser
+
+
 def run_walkthrough(module: str, args) -> dict:
     """Run a chapter's ``walkthrough`` module (percent-format cells) with ``ARGS`` set.
 

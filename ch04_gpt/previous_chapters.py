@@ -1,7 +1,7 @@
 """What chapter 4 uses from chapters 2 and 3, re-exported (no copies)."""
 
 from ch02_text.common import (  # noqa: F401
-    DataFileError, UserInputError, add_device_argument, cli_errors, pick_device, read_data_text,
+    DataFileError, UserInputError, add_device_argument, chapter_parser, cli_errors, pick_device, read_data_text,
     run_walkthrough, save_figure, set_seed,
 )
 from ch02_text.dataloader import GPTDatasetV1, create_dataloader_v1  # noqa: F401

@@ -2,7 +2,7 @@
 
 import argparse
 
-from .previous_chapters import add_device_argument, run_walkthrough
+from .previous_chapters import add_device_argument, chapter_parser, run_walkthrough
 
 
 def positive_int(text):
@@ -13,18 +13,16 @@ def positive_int(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m ch05_pretraining",
-        description="Chapter 5 (pretraining on unlabeled data): the book's training run on "
-                    "the-verdict (GPT-124M, context 256, 10 epochs), decoding strategies, saving "
-                    "and loading. Saves image/ch05_loss.png and image/ch05_temperature.png.",
-    )
+    parser = chapter_parser(
+        "ch05_pretraining",
+        "Chapter 5 (pretraining on unlabeled data): the book's training run on the-verdict "
+        "(GPT-124M, context 256, 10 epochs), decoding strategies, saving and loading. "
+        "Saves image/ch05_loss.png and image/ch05_temperature.png.")
     parser.add_argument("--epochs", type=positive_int, default=10,
                         help="training epochs (default: the book's 10; 1 for a quick walk-through)")
     add_device_argument(parser)
     parser.add_argument("--out-dir", default="checkpoints",
                         help="folder for model.pth and model_and_optimizer.pth (default: checkpoints/)")
-    parser.add_argument("--image-dir", default=None, help="folder for the figures (default: image/)")
     parser.add_argument("--gpt2-weights", default=None,
                         help="GPT-2 model.safetensors for section 5.5 "
                              "(default: data/gpt2-small-124M.safetensors if present)")

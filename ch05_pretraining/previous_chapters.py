@@ -1,7 +1,7 @@
 """What chapter 5 uses from chapters 2-4, re-exported (no copies)."""
 
 from ch02_text.common import (  # noqa: F401
-    DataFileError, UserInputError, add_device_argument, atomic_write_bytes, cli_errors,
+    DataFileError, UserInputError, add_device_argument, chapter_parser, atomic_write_bytes, cli_errors,
     find_data_file, find_local_data_file, pick_device, read_data_text, read_text_file, run_walkthrough, save_figure,
     set_seed,
 )
