@@ -24,11 +24,14 @@ from pathlib import Path
 
 import torch
 
+from torch.utils.data import DataLoader, DistributedSampler
+
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
 from .previous_chapters import (
-    UserInputError, add_device_argument, cli_errors, create_dataloader_v1, find_data_file,
+    GPTDatasetV1, UserInputError, add_device_argument, cli_errors, find_data_file,
     gpt2_tokenizer, model_config, pick_device, preset_names, read_text_file, save_figure, set_seed,
 )
+from .token_data import MemmapWindows, TokenFile
 from .trainer import StopRequest, Trainer, TrainSettings, TrainState
 from .training import plot_losses
 
@@ -76,6 +79,8 @@ def build_parser():
                      help="the book's exact loop: book attention, fp32, plain AdamW")
     run.add_argument("--no-amp", action="store_true", help="fast path without bf16 autocast")
     run.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the model (opt-in: measured slower on CPU here, see bench/README.md)")
     return p
 
 
@@ -90,6 +95,28 @@ def bf16_supported(device: torch.device) -> bool:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
     return False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to serve big blocks from its heap instead of fresh mmap()s, and not to trim it.
+
+    Every training step frees and re-allocates the same large tensors (the 50257x768 embedding
+    gradient, the logits). With glibc's defaults each one is a new mmap whose pages fault in
+    again, costing ~10% of a CPU step; reusing heap memory avoids that (measured in
+    bench/train_speed.py). Linux/glibc only; elsewhere it does nothing.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 62))
+    except (OSError, AttributeError):
+        return False
 
 
 def physical_cores() -> int:
@@ -109,6 +136,7 @@ def physical_cores() -> int:
 
 
 def load_splits(args, tokenizer, context_length):
+    """Text data: the book's character split, checked to hold at least one window per split."""
     path = Path(args.data) if args.data else find_data_file("the-verdict.txt")
     text = read_text_file(path)
     if not 0.0 < args.train_ratio < 1.0:
@@ -125,17 +153,53 @@ def load_splits(args, tokenizer, context_length):
     return path, splits["training"], splits["validation"]
 
 
-def make_loaders(args, train_text, val_text, context_length, rank=0, world_size=1):
-    common = dict(max_length=context_length, stride=context_length, num_workers=0)
-    train_loader = create_dataloader_v1(train_text, batch_size=args.batch_size, drop_last=True,
-                                        shuffle=True, **common)
-    val_loader = create_dataloader_v1(val_text, batch_size=args.batch_size, drop_last=False,
-                                      shuffle=False, **common)
+def load_datasets(args, tokenizer, context_length):
+    """(name, train dataset, val dataset) from a text file or a prepared .bin token file."""
+    if args.data and Path(args.data).suffix == ".bin":
+        token_file = TokenFile(args.data)
+        train_ds, val_ds = (MemmapWindows(token_file, split, context_length) for split in ("train", "val"))
+        for name, ds in (("training", train_ds), ("validation", val_ds)):
+            if len(ds) == 0:
+                start, end = token_file.split("train" if name == "training" else "val")
+                raise UserInputError(
+                    f"the {name} split of '{args.data}' has {end - start} tokens, too few for one window of "
+                    f"--context-length {context_length}: lower it or prepare with another --val-fraction")
+        return Path(args.data), train_ds, val_ds
+    path, train_text, val_text = load_splits(args, tokenizer, context_length)
+    return (path, GPTDatasetV1(train_text, tokenizer, context_length, context_length),
+            GPTDatasetV1(val_text, tokenizer, context_length, context_length))
+
+
+def make_loaders(args, train_ds, val_ds, rank=0, world_size=1, seed=123):
+    """The book's loaders (shuffled, drop_last training; ordered validation); with several
+    processes each rank gets its own shard of every epoch's permutation."""
+    if world_size > 1:
+        sampler = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True,
+                                     seed=seed, drop_last=True)
+        train_loader = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    else:
+        train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
+    val_loader = DataLoader(val_ds, batch_size=args.batch_size, shuffle=False, drop_last=False)
     if len(train_loader) == 0:
         raise UserInputError(
-            f"the training split has {len(train_loader.dataset)} window(s) of {context_length} tokens, "
-            f"fewer than one batch of {args.batch_size}: lower --batch-size or --context-length")
+            f"the training split has {len(train_ds)} window(s), fewer than one batch of {args.batch_size} "
+            f"per process: lower --batch-size or --context-length, or use more data")
     return train_loader, val_loader
+
+
+def init_distributed(device):
+    """Under torchrun (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on CUDA."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
 
 
 def build_model_config(args):
@@ -165,6 +229,8 @@ def run(args):
     device = pick_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads or physical_cores())
+        if not args.book:
+            keep_freed_memory()
     tokenizer = gpt2_tokenizer()
     resume = None
     if args.resume:
@@ -182,9 +248,11 @@ def run(args):
     if args.batch_size < 1 or cfg["context_length"] < 1:
         raise UserInputError("--batch-size and --context-length must be >= 1")
 
-    data_path, train_text, val_text = load_splits(args, tokenizer, cfg["context_length"])
+    rank, world_size, device = init_distributed(device)
+    is_main = rank == 0
+    data_path, train_ds, val_ds = load_datasets(args, tokenizer, cfg["context_length"])
     set_seed(args.seed)
-    train_loader, val_loader = make_loaders(args, train_text, val_text, cfg["context_length"])
+    train_loader, val_loader = make_loaders(args, train_ds, val_ds, rank, world_size, args.seed)
 
     set_seed(args.seed)
     model = GPTModel(cfg).to(device)
@@ -199,11 +267,24 @@ def run(args):
             raise UserInputError(f"checkpoint '{args.resume}' already finished {state.epoch} epochs: "
                                  f"pass --epochs larger than {state.epoch} to train on")
 
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        set_seed(args.seed + rank)  # different dropout masks per process, same weights (DDP broadcasts)
+        model_for_training = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        model_for_training = model
+    if args.compile:
+        model_for_training = torch.compile(model_for_training)
     out = Path(args.out)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     n_params = sum(p.numel() for p in model.parameters())
+    if not is_main:
+        return _train_worker(args, model_for_training, optimizer, train_loader, val_loader, device, settings,
+                             tokenizer, state)
     print(f"model: {n_params:,} parameters, {cfg['n_layers']} layers, context {cfg['context_length']}, "
-          f"attention {cfg['attn_impl']}, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}")
+          f"attention {cfg['attn_impl']}, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
+          + (f", {world_size} processes" if world_size > 1 else ""))
     print(f"data: {data_path.name}: {len(train_loader)} training batches of {args.batch_size}x"
           f"{cfg['context_length']} tokens, {len(val_loader)} validation batches")
 
@@ -217,7 +298,7 @@ def run(args):
                         * cfg["context_length"],
                         unit="tok", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
     log = progress.write if progress is not None else print
-    trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
+    trainer = Trainer(model_for_training, optimizer, train_loader, val_loader, device, settings,
                       tokenizer=tokenizer, log=log, progress=progress)
     stop = StopRequest()
     try:
@@ -244,6 +325,15 @@ def run(args):
         plt.close(fig)
     print(f"saved checkpoint {out} and loss plot {plot_path}")
     return state
+
+
+def _train_worker(args, model, optimizer, train_loader, val_loader, device, settings, tokenizer, state):
+    """Ranks > 0 of a torchrun job: train in step with rank 0, log and save nothing."""
+    trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings, tokenizer=tokenizer,
+                      log=lambda *_: None, is_main=False)
+    stop = StopRequest()
+    with stop.installed():
+        return trainer.fit(state, stop=stop)
 
 
 if __name__ == "__main__":

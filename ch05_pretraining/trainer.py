@@ -133,6 +133,9 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
         self.log, self.progress, self.is_main = log, progress, is_main
+        self.raw_model = model  # the GPTModel inside DistributedDataParallel and/or torch.compile
+        while hasattr(self.raw_model, "module") or hasattr(self.raw_model, "_orig_mod"):
+            self.raw_model = getattr(self.raw_model, "_orig_mod", None) or self.raw_model.module
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
         self.total_steps = self.steps_per_epoch * settings.epochs
 
@@ -154,6 +157,11 @@ class Trainer:
         state.rng_epoch_start = rng_state()
         return iter(self.train_loader)
 
+    def _set_epoch(self, epoch):
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation every epoch
+            sampler.set_epoch(epoch)
+
     def _optimizer_step(self, state: TrainState):
         s = self.settings
         lr = lr_at(state.global_step + 1, s.lr, s.warmup_steps, self.total_steps, s.min_lr)
@@ -167,7 +175,11 @@ class Trainer:
     def _evaluate(self, state: TrainState, epoch: int):
         with self.autocast():
             train_loss, val_loss = evaluate_model(
-                self.model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter)
+                self.raw_model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            both = torch.tensor([train_loss, val_loss], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(both)  # mean over processes
+            train_loss, val_loss = (both / torch.distributed.get_world_size()).tolist()
         state.train_losses.append(train_loss)
         state.val_losses.append(val_loss)
         state.track_tokens_seen.append(state.tokens_seen)
@@ -186,6 +198,7 @@ class Trainer:
             set_rng_state(state.rng_now)  # resuming at an epoch boundary
         self.model.train()
         for epoch in range(state.epoch, s.epochs):
+            self._set_epoch(epoch)
             self.model.train()
             micro = 0
             for input_batch, target_batch in self._epoch_batches(state, resuming):
@@ -211,7 +224,7 @@ class Trainer:
                         stop_after_steps is not None and state.global_step + 1 >= stop_after_steps):
                     return state
             if self.tokenizer is not None and self.is_main and s.sample_tokens > 0:
-                text = sample_text(self.model, self.tokenizer, self.device, s.start_context, s.sample_tokens)
+                text = sample_text(self.raw_model, self.tokenizer, self.device, s.start_context, s.sample_tokens)
                 state.samples.append(text)
                 self.log(text.replace("\n", " "))
             state.epoch, state.batch_in_epoch = epoch + 1, 0

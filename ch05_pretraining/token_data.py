@@ -1,0 +1,121 @@
+"""Token files for corpora too big for memory: write once, stream windows through ``numpy.memmap``.
+
+What this adds over chapter 2's ``GPTDatasetV1`` (which tokenizes the whole text into
+Python lists): a corpus is tokenized once into ``NAME.bin`` (uint16 GPT-2 ids, each
+document followed by ``<|endoftext|>``) with a small ``NAME.json`` header; training reads
+only the windows it samples, straight from disk.
+
+Header::
+
+    {"format": "llms-token-file", "version": 1, "tokenizer": "gpt2", "dtype": "uint16",
+     "count": 5146, "files": [{"name": "the-verdict.txt", "tokens": 5146}],
+     "split": {"train": [0, 4631], "val": [4631, 5146]}}
+
+>>> # ds = MemmapWindows(TokenFile("data/verdict.bin"), "train", context_length=256)
+>>> # x, y = ds[0]      # two int64 tensors of 256 ids, y shifted by one
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .previous_chapters import UserInputError, atomic_write_bytes
+
+FORMAT = "llms-token-file"
+VERSION = 1
+DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+def header_path(bin_path) -> Path:
+    return Path(bin_path).with_suffix(".json")
+
+
+def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", tokenizer="gpt2") -> dict:
+    """Write token arrays (one per document) to ``out`` (.bin) + header (.json), atomically."""
+    out = Path(out)
+    np_dtype = DTYPES[dtype]
+    limit = np.iinfo(np_dtype).max
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    files, count = [], 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for name, arr in zip(names, arrays):
+                if len(arr) and int(arr.max()) > limit:
+                    raise UserInputError(
+                        f"token id {int(arr.max())} from '{name}' does not fit in {dtype} (max {limit}): "
+                        "use --dtype uint32")
+                f.write(np.asarray(arr, dtype=np_dtype).tobytes())
+                files.append({"name": name, "tokens": int(len(arr))})
+                count += len(arr)
+        if count == 0:
+            raise UserInputError("the input holds no text to tokenize")
+        n_val = int(round(count * val_fraction))
+        header = {"format": FORMAT, "version": VERSION, "tokenizer": tokenizer, "dtype": dtype,
+                  "count": count, "files": files,
+                  "split": {"train": [0, count - n_val], "val": [count - n_val, count]}}
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_bytes(header_path(out), json.dumps(header, indent=1).encode("utf-8"))
+    return header
+
+
+class TokenFile:
+    """A prepared ``.bin`` token file, opened read-only as a memmap (nothing is loaded)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        hpath = header_path(self.path)
+        if not self.path.is_file() or not hpath.is_file():
+            raise UserInputError(f"token file '{self.path}' or its header '{hpath.name}' is missing: "
+                                 "create them with python -m ch05_pretraining.prepare")
+        try:
+            self.header = json.loads(hpath.read_text(encoding="utf-8"))
+            ok = self.header.get("format") == FORMAT and self.header.get("version") == VERSION
+            dtype = DTYPES[self.header["dtype"]]
+            count = int(self.header["count"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise UserInputError(f"header '{hpath}' is damaged or of another version: prepare the data again")
+        if self.path.stat().st_size != count * np.dtype(dtype).itemsize:
+            raise UserInputError(f"token file '{self.path}' does not match its header (truncated?): prepare it again")
+        self.tokens = np.memmap(self.path, dtype=dtype, mode="r", shape=(count,))
+
+    def split(self, name: str) -> tuple[int, int]:
+        start, end = self.header["split"][name]
+        return int(start), int(end)
+
+
+class MemmapWindows(Dataset):
+    """Windows of ``context_length`` tokens (and the shifted targets) from one split of a TokenFile.
+
+    Window ``i`` starts at ``split_start + i * stride``; shuffle the DataLoader for random windows.
+    """
+
+    def __init__(self, token_file: TokenFile, split: str, context_length: int, stride: int | None = None):
+        self.tokens = token_file.tokens
+        self.start, self.end = token_file.split(split)
+        self.context_length = context_length
+        self.stride = stride or context_length
+        n = self.end - self.start - context_length  # the last window needs one extra target token
+        self.n_windows = 0 if n <= 0 else (n - 1) // self.stride + 1
+
+    def __len__(self):
+        return self.n_windows
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n_windows:
+            raise IndexError(i)
+        a = self.start + i * self.stride
+        chunk = torch.from_numpy(self.tokens[a:a + self.context_length + 1].astype(np.int64))
+        return chunk[:-1], chunk[1:]

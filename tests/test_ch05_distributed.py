@@ -1,0 +1,78 @@
+"""Two gloo processes on a tiny config take the same optimizer step as one process on the combined batch."""
+
+import argparse
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+
+from ch04_gpt.config import GPT_CONFIG_124M
+from ch04_gpt.model import GPTModel
+
+CFG = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 8, "emb_dim": 16, "n_heads": 2,
+       "n_layers": 1, "drop_rate": 0.0}
+
+
+def dataset():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 97, (16, 9), generator=g)
+    return torch.utils.data.TensorDataset(data[:, :-1], data[:, 1:])
+
+
+def fresh():
+    torch.manual_seed(0)
+    model = GPTModel(CFG)
+    # SGD: the update is proportional to the gradient, so equal updates mean equal averaged gradients
+    return model, torch.optim.SGD(model.parameters(), lr=0.5)
+
+
+def worker(rank, world_size, port, out_path):
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ch05_pretraining.train import make_loaders
+    from ch05_pretraining.trainer import Trainer, TrainSettings
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        model, opt = fresh()
+        ds = dataset()
+        train_loader, val_loader = make_loaders(argparse.Namespace(batch_size=2), ds, ds, rank, world_size, seed=123)
+        ddp = DistributedDataParallel(model)
+        Trainer(ddp, opt, train_loader, val_loader, "cpu", TrainSettings(epochs=1, eval_freq=1000, lr=0.5)).fit(
+            stop_after_steps=1)
+        if rank == 0:
+            torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out_path)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
+    out = tmp_path / "ddp.pt"
+    mp.start_processes(worker, args=(2, free_port(), str(out)), nprocs=2, join=True, start_method="spawn")
+    ddp_params = torch.load(out, weights_only=True)
+
+    # the samples each rank saw in its first batch
+    ds = dataset()
+    first = []
+    for rank in range(2):
+        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=123,
+                                                      drop_last=True)
+        sampler.set_epoch(0)
+        first += list(sampler)[:2]
+    x = torch.stack([ds[i][0] for i in first])
+    y = torch.stack([ds[i][1] for i in first])
+    model, opt = fresh()
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
+    opt.step()
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(ddp_params[name], value, atol=1e-6, rtol=1e-5, msg=name)
+    assert not torch.equal(ddp_params["tok_emb.weight"], fresh()[0].state_dict()["tok_emb.weight"])
