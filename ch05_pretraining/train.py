@@ -3,8 +3,11 @@
 Defaults reproduce the book's run (GPT-124M, context 256, the-verdict 90/10 split,
 batch 2, AdamW lr 4e-4 wd 0.1, 10 epochs, eval every 5 steps over 5 batches, seed 123)
 on the fast path: fused-QKV SDPA attention, bf16 autocast where the CPU/GPU supports
-it, fused AdamW. ``--book`` runs the book's exact loop settings instead (same printed
-losses as ``python -m ch05_pretraining``).
+it, fused AdamW, threads = physical cores, glibc keeping freed memory. ``--book`` runs
+the book's exact loop settings instead (same printed losses as ``python -m ch05_pretraining``).
+``--data`` takes a UTF-8 text file or a token file from ``python -m ch05_pretraining.prepare``.
+Under ``torchrun --nproc_per_node=N`` it trains with DistributedDataParallel
+(``--batch-size`` is per process).
 
     python -m ch05_pretraining.train                          # the book's run, fast path
     python -m ch05_pretraining.train --epochs 2 --out checkpoints/run.pt
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -97,13 +101,13 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(keep: bool = True) -> bool:
     """Ask glibc to serve big blocks from its heap instead of fresh mmap()s, and not to trim it.
 
     Every training step frees and re-allocates the same large tensors (the 50257x768 embedding
     gradient, the logits). With glibc's defaults each one is a new mmap whose pages fault in
-    again, costing ~10% of a CPU step; reusing heap memory avoids that (measured in
-    bench/train_speed.py). Linux/glibc only; elsewhere it does nothing.
+    again on every step; reusing heap memory avoids that (measured in bench/train_speed.py).
+    ``keep=False`` restores glibc's default thresholds. Linux/glibc only; elsewhere a no-op.
     """
     import ctypes
     import ctypes.util
@@ -111,10 +115,11 @@ def keep_freed_memory() -> bool:
     name = ctypes.util.find_library("c")
     if sys.platform != "linux" or not name:
         return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    mmap_max, trim = (0, 1 << 62) if keep else (65536, 128 * 1024)
     try:
         libc = ctypes.CDLL(name)
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 62))
+        return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
     except (OSError, AttributeError):
         return False
 
@@ -301,6 +306,7 @@ def run(args):
     trainer = Trainer(model_for_training, optimizer, train_loader, val_loader, device, settings,
                       tokenizer=tokenizer, log=log, progress=progress)
     stop = StopRequest()
+    start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
     try:
         with stop.installed():
             state = trainer.fit(state, stop=stop)
@@ -323,7 +329,10 @@ def run(args):
         fig = plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses)
         save_figure(fig, plot_path.name, plot_path.parent)
         plt.close(fig)
-    print(f"saved checkpoint {out} and loss plot {plot_path}")
+    elapsed = time.perf_counter() - start_time
+    print(f"trained {state.tokens_seen - start_tokens:,} tokens in {elapsed / 60:.2f} minutes "
+          f"({(state.tokens_seen - start_tokens) / elapsed:.0f} tokens/s); "
+          f"saved checkpoint {out} and loss plot {plot_path}")
     return state
 
 

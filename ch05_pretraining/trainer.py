@@ -162,7 +162,15 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation every epoch
             sampler.set_epoch(epoch)
 
-    def _optimizer_step(self, state: TrainState):
+    def backward(self, input_batch, target_batch):
+        """Forward (autocast if set) and backward of one micro-batch; returns the loss tensor."""
+        with self.autocast():
+            loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+        accum = self.settings.grad_accum
+        (loss / accum if accum > 1 else loss).backward()
+        return loss
+
+    def optimizer_step(self, state: TrainState):
         s = self.settings
         lr = lr_at(state.global_step + 1, s.lr, s.warmup_steps, self.total_steps, s.min_lr)
         for group in self.optimizer.param_groups:
@@ -205,9 +213,7 @@ class Trainer:
                 resuming = False
                 if micro == 0:
                     self.optimizer.zero_grad()
-                with self.autocast():
-                    loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
-                (loss / s.grad_accum if s.grad_accum > 1 else loss).backward()
+                self.backward(input_batch, target_batch)
                 micro += 1
                 state.batch_in_epoch += 1
                 state.tokens_seen += input_batch.numel()
@@ -216,7 +222,7 @@ class Trainer:
                 if micro < s.grad_accum and state.batch_in_epoch < len(self.train_loader):
                     continue
                 micro = 0
-                self._optimizer_step(state)
+                self.optimizer_step(state)
                 if state.global_step % s.eval_freq == 0:
                     self._evaluate(state, epoch)
                 state.rng_now = rng_state()

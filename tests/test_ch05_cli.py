@@ -52,11 +52,30 @@ def test_train_writes_checkpoint_and_plot_then_resumes(corpus, tmp_path, capsys)
 
 
 def test_book_mode_and_schedule_options(corpus, tmp_path):
-    state = train(["--data", str(corpus), "--epochs", "1", "--out", str(tmp_path / "b.pt"), "--book",
-                   "--warmup-steps", "2", "--min-lr", "1e-5", "--grad-clip", "1.0", "--grad-accum", "2",
-                   "--plot", str(tmp_path / "loss.png"), *TINY_ARGS])
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        state = train(["--data", str(corpus), "--epochs", "1", "--out", str(tmp_path / "b.pt"), "--book",
+                       "--warmup-steps", "2", "--min-lr", "1e-5", "--grad-clip", "1.0", "--grad-accum", "2",
+                       "--plot", str(tmp_path / "loss.png"), "--threads", "1", "--tie-weights", "--drop-rate",
+                       "0.0", "--start-context", "Hello", *TINY_ARGS])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert read_checkpoint(tmp_path / "b.pt")["config"]["attn_impl"] == "book"
     assert (tmp_path / "loss.png").is_file() and state.global_step >= 0
+    cfg = read_checkpoint(tmp_path / "b.pt")["config"]
+    assert cfg["tie_weights"] and cfg["drop_rate"] == 0.0
+    assert all(s.startswith("Hello") for s in state.samples)
+
+
+def test_keep_freed_memory_toggles_glibc():
+    from ch05_pretraining.train import keep_freed_memory
+
+    if sys.platform != "linux":
+        pytest.skip("glibc only")
+    assert keep_freed_memory(True) and keep_freed_memory(False)
 
 
 @pytest.mark.parametrize("setup,args,match", [
