@@ -169,3 +169,18 @@ def test_generate_bad_input_is_one_line(tiny_ckpt, tmp_path, capsys, args, match
         main(args)
     assert info.value.code == 1
     one_line_error(capsys, match)
+
+
+def test_compile_option_trains(corpus, tmp_path):
+    """--compile (opt-in torch.compile) trains and saves; inductor needs a C++ compiler."""
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    out = tmp_path / "c.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ch05_pretraining.train", "--data", str(corpus), "--epochs", "1", "--compile",
+         "--out", str(out), *TINY_ARGS], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "saved checkpoint" in proc.stdout
+    assert not any(k.startswith("_orig_mod.") for k in read_checkpoint(out)["model"])
