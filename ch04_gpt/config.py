@@ -43,10 +43,6 @@ OPTIONAL_KEYS = {
 }
 
 
-def preset_names() -> list[str]:
-    return list(MODEL_PRESETS) + list(BOOK_PRESET_NAMES)
-
-
 def model_config(name: str = "gpt2-small", **overrides) -> dict:
     """``GPT_CONFIG_124M`` with a preset's sizes and any overrides applied."""
     key = BOOK_PRESET_NAMES.get(name, name)

@@ -9,7 +9,7 @@ from ch02_text.dataloader import GPTDatasetV1, create_dataloader_v1  # noqa: F40
 from ch02_text.tokenizers import gpt2_tokenizer  # noqa: F401
 from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_state_dict  # noqa: F401
 from ch04_gpt.config import (  # noqa: F401
-    GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config, preset_names, validate_config,
+    GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config, validate_config,
 )
 from ch04_gpt.generate import decode, generate_text_simple  # noqa: F401
 from ch04_gpt.model import GPTModel  # noqa: F401

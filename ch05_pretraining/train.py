@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
 from .previous_chapters import (
     GPTDatasetV1, UserInputError, add_device_argument, cli_errors, find_data_file,
-    gpt2_tokenizer, model_config, pick_device, preset_names, read_text_file, save_figure, set_seed,
+    gpt2_tokenizer, model_config, pick_device, read_text_file, save_figure, set_seed,
 )
 from .token_data import MemmapWindows, TokenFile
 from .trainer import StopRequest, Trainer, TrainSettings, TrainState
