@@ -71,6 +71,12 @@ def from_printable(text: str) -> bytes:
     return bytes(CHAR_TO_BYTE[c] for c in text)
 
 
+def special_pattern(specials):
+    """A regex matching any of ``specials`` (longest first), or None when there are none."""
+    specials = sorted(specials, key=len, reverse=True)
+    return regex.compile("|".join(regex.escape(s) for s in specials)) if specials else None
+
+
 def pair_counts(words) -> Counter:
     """Adjacent-pair counts over ``words``: a list of (ids, multiplicity)."""
     counts = Counter()
@@ -152,9 +158,6 @@ class BPETokenizer:
                 self.ranks.setdefault(self.vocab[i], i)  # a byte string made twice keeps its first id
         self.inverse_special = {i: s for s, i in self.special_tokens.items()}
         self._compiled = regex.compile(self.pattern) if self.pattern else None
-        self._special_re = (regex.compile("|".join(regex.escape(s) for s in
-                                                   sorted(self.special_tokens, key=len, reverse=True)))
-                            if self.special_tokens else None)
         self._cache = {}
 
     @property
@@ -176,9 +179,9 @@ class BPETokenizer:
                              f"{len(special_tokens)} special tokens), got {vocab_size}")
         self.pattern = pattern
         self._compiled = regex.compile(pattern) if pattern else None
+        specials = special_pattern(special_tokens)
         chunks = []
-        for part in (regex.split("|".join(regex.escape(s) for s in special_tokens), text)
-                     if special_tokens else [text]):
+        for part in (specials.split(text) if specials else [text]):
             chunks.extend(self.chunks(part))
         self.merges = train_merges(chunks, vocab_size - minimum)
         self.vocab = {i: bytes([i]) for i in range(256)}
@@ -257,8 +260,7 @@ class BPETokenizer:
         if not allowed_special:
             return self.encode_ordinary(text)
         ids, start = [], 0
-        pattern = regex.compile("|".join(regex.escape(s) for s in sorted(allowed_special, key=len, reverse=True)))
-        for match in pattern.finditer(text):
+        for match in special_pattern(allowed_special).finditer(text):
             ids.extend(self.encode_ordinary(text[start:match.start()]))
             ids.append(self.special_tokens[match.group()])
             start = match.end()

@@ -9,8 +9,6 @@ instead of a silent NaN.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 

@@ -12,6 +12,7 @@ random windows from it through ``numpy.memmap`` without loading it into memory.
 from __future__ import annotations
 
 import argparse
+import os
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -63,8 +64,6 @@ def main(argv=None):
     with cli_errors():
         if not 0.0 <= args.val_fraction < 1.0:
             raise UserInputError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-        import os
-
         files = list_text_files(args.input, args.glob)
         arrays = tokenize_files(files, args.workers or os.cpu_count() or 1)
         header = write_token_file(args.out, arrays, [str(f) for f in files], args.val_fraction, args.dtype)

@@ -124,6 +124,17 @@ def sample_text(model, tokenizer, device, start_context, max_new_tokens):
     return text
 
 
+def unwrap(model):
+    """The GPTModel inside torch.compile (``_orig_mod``) and/or DistributedDataParallel (``module``)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
 class Trainer:
     """Runs the book's loop with the extras in ``TrainSettings``; ``fit`` can resume a ``TrainState``."""
 
@@ -133,9 +144,7 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
         self.log, self.progress, self.is_main = log, progress, is_main
-        self.raw_model = model  # the GPTModel inside DistributedDataParallel and/or torch.compile
-        while hasattr(self.raw_model, "module") or hasattr(self.raw_model, "_orig_mod"):
-            self.raw_model = getattr(self.raw_model, "_orig_mod", None) or self.raw_model.module
+        self.raw_model = unwrap(model)
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
         self.total_steps = self.steps_per_epoch * settings.epochs
 
