@@ -16,6 +16,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of one batch of next-token targets."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = model(input_batch)
+    # .float(): a no-op for the book's fp32 logits; under bf16 autocast it keeps the loss in fp32
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten())
 
 
@@ -51,8 +52,3 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train()
     return train_loss, val_loss
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss): the effective number of tokens the model hesitates between."""
-    return math.exp(loss)

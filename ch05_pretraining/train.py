@@ -140,39 +140,38 @@ def physical_cores() -> int:
     return len(cores) or os.cpu_count() or 1
 
 
-def load_splits(args, tokenizer, context_length):
-    """Text data: the book's character split, checked to hold at least one window per split."""
+def load_datasets(args, tokenizer, context_length):
+    """(path, train dataset, val dataset) from a prepared .bin token file or a UTF-8 text file
+    (the book's 90/10 character split); each split must hold at least one window."""
+    if args.data and Path(args.data).suffix == ".bin":
+        token_file = TokenFile(args.data)
+        splits = {"training": "train", "validation": "val"}
+        datasets = {name: MemmapWindows(token_file, split, context_length) for name, split in splits.items()}
+        for name, ds in datasets.items():
+            if len(ds) == 0:
+                start, end = token_file.split(splits[name])
+                raise UserInputError(
+                    f"the {name} split of '{args.data}' has {end - start} tokens, too few for one window of "
+                    f"--context-length {context_length}: lower it or prepare with another --val-fraction")
+        return Path(args.data), datasets["training"], datasets["validation"]
+
     path = Path(args.data) if args.data else find_data_file("the-verdict.txt")
     text = read_text_file(path)
     if not 0.0 < args.train_ratio < 1.0:
         raise UserInputError(f"--train-ratio must be between 0 and 1, got {args.train_ratio}")
     split_idx = int(args.train_ratio * len(text))
-    splits = {"training": text[:split_idx], "validation": text[split_idx:]}
-    for name, part in splits.items():
-        n = len(tokenizer.encode(part, allowed_special={"<|endoftext|>"}))
-        if n <= context_length:
+    datasets = {}
+    for name, part in (("training", text[:split_idx]), ("validation", text[split_idx:])):
+        try:
+            datasets[name] = GPTDatasetV1(part, tokenizer, context_length, context_length)
+        except ValueError:  # too short for one window: say it in the CLI's terms
+            n = len(tokenizer.encode(part, allowed_special={"<|endoftext|>"}))
             what = "is empty" if n == 0 else f"has {n} tokens"
             raise UserInputError(
                 f"the {name} split of '{path.name}' {what}, but --context-length {context_length} needs "
-                f"at least {context_length + 1}: lower --context-length, change --train-ratio or use more text")
-    return path, splits["training"], splits["validation"]
-
-
-def load_datasets(args, tokenizer, context_length):
-    """(name, train dataset, val dataset) from a text file or a prepared .bin token file."""
-    if args.data and Path(args.data).suffix == ".bin":
-        token_file = TokenFile(args.data)
-        train_ds, val_ds = (MemmapWindows(token_file, split, context_length) for split in ("train", "val"))
-        for name, ds in (("training", train_ds), ("validation", val_ds)):
-            if len(ds) == 0:
-                start, end = token_file.split("train" if name == "training" else "val")
-                raise UserInputError(
-                    f"the {name} split of '{args.data}' has {end - start} tokens, too few for one window of "
-                    f"--context-length {context_length}: lower it or prepare with another --val-fraction")
-        return Path(args.data), train_ds, val_ds
-    path, train_text, val_text = load_splits(args, tokenizer, context_length)
-    return (path, GPTDatasetV1(train_text, tokenizer, context_length, context_length),
-            GPTDatasetV1(val_text, tokenizer, context_length, context_length))
+                f"at least {context_length + 1}: lower --context-length, change --train-ratio or use more text"
+            ) from None
+    return path, datasets["training"], datasets["validation"]
 
 
 def make_loaders(args, train_ds, val_ds, rank=0, world_size=1, seed=123):
