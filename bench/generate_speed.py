@@ -34,7 +34,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     torch.manual_seed(123)
-    book = GPTModel(GPT_CONFIG_124M, attn_impl="book").eval()
+    book = GPTModel(GPT_CONFIG_124M, impl="book").eval()
     fast = GPTModel(GPT_CONFIG_124M).eval()
     fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
     idx = torch.tensor([gpt2_tokenizer().encode(args.prompt)])

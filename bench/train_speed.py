@@ -45,8 +45,8 @@ def make_loaders(context_length=256, batch_size=2):
             create_dataloader_v1(text[split:], batch_size, context_length, context_length, False, False))
 
 
-def variant(name, attn_impl, amp, fused, train_loader, val_loader, epochs=1, eval_freq=10 ** 9):
-    cfg = model_config("gpt2-small", context_length=256, attn_impl=attn_impl)
+def variant(name, impl, amp, fused, train_loader, val_loader, epochs=1, eval_freq=10 ** 9):
+    cfg = model_config("gpt2-small", context_length=256, impl=impl)
     torch.manual_seed(123)
     model = GPTModel(cfg)
     kwargs = {"fused": True} if fused else {}

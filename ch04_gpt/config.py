@@ -37,7 +37,7 @@ BOOK_PRESET_NAMES = {
 REQUIRED_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
 # Options beyond the book, with their defaults.
 OPTIONAL_KEYS = {
-    "attn_impl": "fast",       # "fast" (fused QKV + SDPA) or "book" (chapter 3's MultiHeadAttention)
+    "impl": "fast",            # "fast" (fused QKV + SDPA, fused LayerNorm/GELU) or "book" (the book's classes)
     "tie_weights": False,      # share tok_emb.weight with out_head.weight (GPT-2 does)
     "norm_position": "pre",    # "pre" (GPT-2) or "post" (GPT-1: LayerNorm after each shortcut)
 }
@@ -57,8 +57,8 @@ def validate_config(cfg: dict) -> dict:
     if missing:
         raise ValueError(f"model config is missing {', '.join(missing)}: start from GPT_CONFIG_124M")
     cfg = {**OPTIONAL_KEYS, **cfg}
-    if cfg["attn_impl"] not in ("fast", "book"):
-        raise ValueError(f"attn_impl must be 'fast' or 'book', not {cfg['attn_impl']!r}")
+    if cfg["impl"] not in ("fast", "book"):
+        raise ValueError(f"impl must be 'fast' or 'book', not {cfg['impl']!r}")
     if cfg["norm_position"] not in ("pre", "post"):
         raise ValueError(f"norm_position must be 'pre' or 'post', not {cfg['norm_position']!r}")
     if cfg["emb_dim"] % cfg["n_heads"]:

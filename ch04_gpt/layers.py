@@ -2,9 +2,14 @@
 
 What this adds over chapter 3: the pieces around attention that make a transformer
 block. ``LayerNorm`` uses the biased variance and eps=1e-5 like GPT-2; ``GELU`` is
-the tanh approximation.
+the tanh approximation. ``FusedLayerNorm`` and ``FusedGELU`` compute the same
+functions with PyTorch's single-kernel ops (same parameters, so state dicts are
+interchangeable); ``GPTModel``'s fast path uses them.
 
 >>> torch.allclose(GELU()(torch.tensor([1.0])), torch.tensor([0.8412]), atol=1e-4)
+True
+>>> x = torch.randn(2, 5)
+>>> torch.allclose(FusedLayerNorm(5)(x), LayerNorm(5)(x), atol=1e-5)
 True
 """
 
@@ -12,6 +17,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import validate_config
 
 
 class LayerNorm(nn.Module):
@@ -39,6 +47,25 @@ class GELU(nn.Module):
         ))
 
 
+class FusedLayerNorm(LayerNorm):
+    """``LayerNorm`` through ``F.layer_norm``: one kernel forward and backward instead of eight ops."""
+
+    def forward(self, x):
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class FusedGELU(GELU):
+    """``GELU`` (tanh approximation) through ``F.gelu``: one kernel instead of seven ops."""
+
+    def forward(self, x):
+        return F.gelu(x, approximate="tanh")
+
+
+# cfg["impl"] -> class: "book" = the listings above, "fast" = the fused kernels.
+NORM_CLASSES = {"book": LayerNorm, "fast": FusedLayerNorm}
+GELU_CLASSES = {"book": GELU, "fast": FusedGELU}
+
+
 class FeedForward(nn.Module):
     """Listing 4.4: expand to 4·emb_dim, GELU, project back."""
 
@@ -46,7 +73,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
-            GELU(),
+            GELU_CLASSES[validate_config(cfg)["impl"]](),
             nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
         )
 

@@ -2,7 +2,8 @@
 
 What this adds over chapter 3: the whole GPT architecture. ``GPTModel(cfg)`` follows
 the book (module creation order and RNG use identical) with options beyond it:
-``attn_impl`` ("fast": fused QKV + SDPA, the default; "book": chapter 3's class),
+``impl`` ("fast", the default: fused QKV + SDPA attention and fused LayerNorm/GELU
+kernels; "book": the book's own classes from chapters 3 and 4, for its exact numbers),
 ``tie_weights`` (output head shares the token embedding) and ``norm_position``
 ("pre" = GPT-2, "post" = GPT-1). ``forward`` also accepts a ``KVCache``.
 
@@ -18,7 +19,7 @@ import torch.nn as nn
 
 from .config import GPT_CONFIG_124M, validate_config  # noqa: F401 (GPT_CONFIG_124M for the doctest)
 from .kv_cache import KVCache
-from .layers import FeedForward, LayerNorm
+from .layers import NORM_CLASSES, FeedForward
 from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention
 
 ATTENTION_CLASSES = {"fast": FastMultiHeadAttention, "book": MultiHeadAttention}
@@ -30,7 +31,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         cfg = validate_config(cfg)
-        self.att = ATTENTION_CLASSES[cfg["attn_impl"]](
+        self.att = ATTENTION_CLASSES[cfg["impl"]](
             d_in=cfg["emb_dim"],
             d_out=cfg["emb_dim"],
             context_length=cfg["context_length"],
@@ -38,8 +39,8 @@ class TransformerBlock(nn.Module):
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"])
         self.ff = FeedForward(cfg)
-        self.norm1 = LayerNorm(cfg["emb_dim"])
-        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.norm1 = NORM_CLASSES[cfg["impl"]](cfg["emb_dim"])
+        self.norm2 = NORM_CLASSES[cfg["impl"]](cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
         self.pre_norm = cfg["norm_position"] == "pre"
 
@@ -71,11 +72,11 @@ class GPTModel(nn.Module):
     """Listing 4.7: token + position embeddings, ``n_layers`` blocks, final norm, output head."""
 
     block_cls = TransformerBlock
-    norm_cls = LayerNorm
+    norm_cls = None  # None: the LayerNorm class of cfg["impl"]
 
-    def __init__(self, cfg, attn_impl=None):
+    def __init__(self, cfg, impl=None):
         super().__init__()
-        cfg = validate_config(cfg if attn_impl is None else {**cfg, "attn_impl": attn_impl})
+        cfg = validate_config(cfg if impl is None else {**cfg, "impl": impl})
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
@@ -84,7 +85,8 @@ class GPTModel(nn.Module):
         self.trf_blocks = nn.Sequential(
             *[self.block_cls(cfg) for _ in range(cfg["n_layers"])])
 
-        self.final_norm = self.norm_cls(cfg["emb_dim"]) if cfg["norm_position"] == "pre" else nn.Identity()
+        norm_cls = self.norm_cls or NORM_CLASSES[cfg["impl"]]
+        self.final_norm = norm_cls(cfg["emb_dim"]) if cfg["norm_position"] == "pre" else nn.Identity()
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
             self.out_head.weight = self.tok_emb.weight
@@ -95,7 +97,7 @@ class GPTModel(nn.Module):
 
     @property
     def supports_kv_cache(self) -> bool:
-        return self.cfg["attn_impl"] == "fast"
+        return self.cfg["impl"] == "fast"
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
         cfg = self.cfg
@@ -116,7 +118,7 @@ class GPTModel(nn.Module):
                 f"{self.context_length}: crop it to the last {self.context_length} tokens"
             )
         if kv_cache is not None and not self.supports_kv_cache:
-            raise ValueError("the KV cache needs attn_impl='fast' (the book's attention class has none)")
+            raise ValueError("the KV cache needs impl='fast' (the book's attention class has none)")
         tok_embeds = self.tok_emb(in_idx)
         pos_embeds = self.pos_emb(torch.arange(start, start + seq_len, device=in_idx.device))
         x = tok_embeds + pos_embeds  # Shape [batch_size, num_tokens, emb_size]

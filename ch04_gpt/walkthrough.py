@@ -10,9 +10,9 @@
 # The chapter's listings in the book's order, printing what the book prints.
 # Run with `python -m ch04_gpt`; the GELU/ReLU figure goes to `image/`.
 #
-# The models printed here use the book's attention class (`attn_impl="book"`): in
-# training mode dropout draws random numbers, and the book class draws them the
-# book's way. The default (`attn_impl="fast"`) gives the same logits in eval mode.
+# The models printed here use the book's own classes (`impl="book"`): in training
+# mode dropout draws random numbers, and the book's attention class draws them the
+# book's way. The default (`impl="fast"`) gives the same logits in eval mode.
 
 # %%
 import torch
@@ -169,7 +169,7 @@ grads_with_shortcut = print_gradients(model_with_shortcut, sample_input)
 torch.manual_seed(123)
 
 x = torch.rand(2, 4, 768)  # Shape: [batch_size, num_tokens, emb_dim]
-block = TransformerBlock({**GPT_CONFIG_124M, "attn_impl": "book"})
+block = TransformerBlock({**GPT_CONFIG_124M, "impl": "book"})
 output = block(x)
 
 print("Input shape:", x.shape)
@@ -180,7 +180,7 @@ print("Output shape:", output.shape)
 
 # %%
 torch.manual_seed(123)
-model = GPTModel(GPT_CONFIG_124M, attn_impl="book")
+model = GPTModel(GPT_CONFIG_124M, impl="book")
 
 out = model(batch)
 print("Input batch:\n", batch)

@@ -93,13 +93,13 @@ def gpt2_to_state_dict(tensors: dict, cfg: dict, path: Path) -> dict:
     return sd
 
 
-def load_gpt2_safetensors(path, attn_impl="fast", n_heads=None, device="cpu", drop_rate=0.0) -> GPTModel:
+def load_gpt2_safetensors(path, impl="fast", n_heads=None, device="cpu", drop_rate=0.0) -> GPTModel:
     """Build a ``GPTModel`` (qkv_bias on, context 1024, tied head) holding GPT-2's weights."""
     path = Path(path)
     tensors, metadata = _read_safetensors(path)
-    cfg = {**config_from_gpt2(tensors, metadata, path, n_heads), "attn_impl": attn_impl, "drop_rate": drop_rate}
+    cfg = {**config_from_gpt2(tensors, metadata, path, n_heads), "impl": impl, "drop_rate": drop_rate}
     sd = gpt2_to_state_dict(tensors, cfg, path)
-    if attn_impl == "fast":
+    if impl == "fast":
         sd = book_to_fast_state_dict(sd)
     model = GPTModel(cfg)
     check_state_dict_fits(model, sd, f"GPT-2 weights '{path}'")
@@ -113,7 +113,7 @@ def export_gpt2_safetensors(model: GPTModel, path) -> Path:
 
     cfg = model.cfg
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if cfg["attn_impl"] == "fast":
+    if cfg["impl"] == "fast":
         sd = fast_to_book_state_dict(sd, cfg["context_length"])
     out = {hf: sd[ours] for ours, hf in TOP_MAP}
     emb = cfg["emb_dim"]

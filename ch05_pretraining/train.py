@@ -116,7 +116,9 @@ def keep_freed_memory(keep: bool = True) -> bool:
     if sys.platform != "linux" or not name:
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    mmap_max, trim = (0, 1 << 62) if keep else (65536, 128 * 1024)
+    # mallopt takes a C int: the largest trim threshold is 2**31 - 1 (a bigger Python int
+    # would wrap around to 0 and make glibc trim after every free).
+    mmap_max, trim = (0, 2 ** 31 - 1) if keep else (65536, 128 * 1024)
     try:
         libc = ctypes.CDLL(name)
         return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
@@ -210,7 +212,7 @@ def build_model_config(args):
     overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("n_layers", args.n_layers),
                                    ("n_heads", args.n_heads)) if v is not None}
     return model_config(args.preset, context_length=args.context_length, drop_rate=args.drop_rate,
-                        tie_weights=args.tie_weights, attn_impl="book" if args.book else "fast",
+                        tie_weights=args.tie_weights, impl="book" if args.book else "fast",
                         **overrides)
 
 
@@ -287,7 +289,7 @@ def run(args):
         return _train_worker(args, model_for_training, optimizer, train_loader, val_loader, device, settings,
                              tokenizer, state)
     print(f"model: {n_params:,} parameters, {cfg['n_layers']} layers, context {cfg['context_length']}, "
-          f"attention {cfg['attn_impl']}, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
+          f"{cfg['impl']} layers, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
           + (f", {world_size} processes" if world_size > 1 else ""))
     print(f"data: {data_path.name}: {len(train_loader)} training batches of {args.batch_size}x"
           f"{cfg['context_length']} tokens, {len(val_loader)} validation batches")

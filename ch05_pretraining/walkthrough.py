@@ -12,8 +12,8 @@
 # book's 10 epochs; `--epochs 1` for a quick look). Figures go to `image/`,
 # the saved models to `checkpoints/`.
 #
-# The model uses the book's attention class (`attn_impl="book"`) so dropout draws
-# random numbers exactly as in the book and the printed losses match.
+# The model uses the book's own classes (`impl="book"`) so dropout draws random
+# numbers exactly as in the book and the printed losses match.
 
 # %%
 import argparse
@@ -54,7 +54,7 @@ GPT_CONFIG_124M = {
 }
 
 torch.manual_seed(123)
-model = GPTModel(GPT_CONFIG_124M, attn_impl="book")
+model = GPTModel(GPT_CONFIG_124M, impl="book")
 model.eval();  # Disable dropout during inference  # noqa: E703
 
 # %%
@@ -233,7 +233,7 @@ print("Validation loss:", val_loss)
 start_time = time.time()
 
 torch.manual_seed(123)
-model = GPTModel(GPT_CONFIG_124M, attn_impl="book")
+model = GPTModel(GPT_CONFIG_124M, impl="book")
 model.to(device)
 optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
 
@@ -394,7 +394,7 @@ out_dir.mkdir(parents=True, exist_ok=True)
 torch.save(model.state_dict(), out_dir / "model.pth")
 
 # %%
-model = GPTModel(GPT_CONFIG_124M, attn_impl="book")
+model = GPTModel(GPT_CONFIG_124M, impl="book")
 model.load_state_dict(torch.load(out_dir / "model.pth", map_location=device, weights_only=True))
 model.eval();  # noqa: E703
 
@@ -403,7 +403,7 @@ checkpoint_path = save_checkpoint(out_dir / "model_and_optimizer.pth", model, op
                                   step=len(train_loader) * num_epochs, epoch=num_epochs)
 
 # %%
-model = GPTModel(GPT_CONFIG_124M, attn_impl="book")
+model = GPTModel(GPT_CONFIG_124M, impl="book")
 optimizer = torch.optim.AdamW(model.parameters(), lr=0.0005, weight_decay=0.1)
 checkpoint = load_checkpoint(checkpoint_path, model, optimizer, map_location=device)
 model.train();  # noqa: E703
@@ -433,7 +433,7 @@ if gpt2_path is None:
     print(f"GPT-2 weights not found, skipping 5.5: {DOWNLOAD_HINT} "
           "and save it as data/gpt2-small-124M.safetensors")
 else:
-    gpt = load_gpt2_safetensors(gpt2_path, attn_impl="book", device=device)
+    gpt = load_gpt2_safetensors(gpt2_path, impl="book", device=device)
     torch.manual_seed(123)
     token_ids = generate(
         model=gpt,

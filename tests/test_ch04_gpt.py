@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from ch03_attention.fast_attention import book_to_fast_state_dict
 from ch04_gpt.config import GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config
 from ch04_gpt.generate import decode, generate_text_cached, generate_text_simple
-from ch04_gpt.layers import GELU, ExampleDeepNeuralNetwork, LayerNorm, print_gradients
+from ch04_gpt.layers import GELU, ExampleDeepNeuralNetwork, FusedGELU, FusedLayerNorm, LayerNorm, print_gradients
 from ch04_gpt.model import DummyGPTModel, GPTModel
 
 TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
@@ -40,6 +40,46 @@ def test_layernorm_zero_mean_unit_var_and_equals_torch():
 def test_gelu_equals_torch_tanh_gelu():
     x = torch.linspace(-6, 6, 1001)
     torch.testing.assert_close(GELU()(x), F.gelu(x, approximate="tanh"), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("book_cls, fused_cls, shape", [(LayerNorm, FusedLayerNorm, (3, 5, 16)),
+                                                        (GELU, FusedGELU, (3, 5, 16))])
+def test_fused_layers_equal_book_layers_forward_and_backward(book_cls, fused_cls, shape):
+    torch.manual_seed(0)
+    x = (torch.randn(shape) * 3 + 1).requires_grad_()
+    book, fused = (book_cls(shape[-1]), fused_cls(shape[-1])) if book_cls is LayerNorm else (book_cls(), fused_cls())
+    if book_cls is LayerNorm:
+        with torch.no_grad():
+            book.scale.uniform_(0.5, 1.5)
+            book.shift.uniform_(-1, 1)
+        fused.load_state_dict(book.state_dict())  # same parameter names
+    upstream = torch.randn(shape)
+    grads = []
+    for module in (book, fused):
+        out = module(x)
+        grads.append(torch.autograd.grad(out, [x, *module.parameters()], upstream))
+        grads[-1] = (out, *grads[-1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_model_uses_fused_layers_and_book_model_the_listings():
+    fast, book = GPTModel(TINY), tiny(impl="book")
+    assert isinstance(fast.final_norm, FusedLayerNorm) and isinstance(fast.trf_blocks[0].ff.layers[1], FusedGELU)
+    assert type(book.final_norm) is LayerNorm and type(book.trf_blocks[0].ff.layers[1]) is GELU
+
+
+def test_fast_and_book_model_same_gradients():
+    torch.manual_seed(3)
+    book = GPTModel({**TINY, "drop_rate": 0.0}, impl="book")
+    fast = GPTModel({**TINY, "drop_rate": 0.0})
+    fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
+    idx, target = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
+    for model in (book, fast):
+        F.cross_entropy(model(idx).flatten(0, 1), target.flatten()).backward()
+    book_grads = book_to_fast_state_dict({n: p.grad for n, p in book.named_parameters()})
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, book_grads[name], atol=1e-5, rtol=1e-4)
 
 
 def test_shortcut_gradient_known_answers():
@@ -90,7 +130,7 @@ def test_book_preset_spelling():
 
 def test_fast_and_book_attention_same_init_and_logits():
     torch.manual_seed(5)
-    book = GPTModel(TINY, attn_impl="book").eval()
+    book = GPTModel(TINY, impl="book").eval()
     torch.manual_seed(5)
     fast = GPTModel(TINY).eval()
     book_sd = book_to_fast_state_dict(book.state_dict())
@@ -100,16 +140,16 @@ def test_fast_and_book_attention_same_init_and_logits():
 
 
 def test_fast_and_book_same_logits_with_qkv_bias():
-    book = tiny(attn_impl="book", qkv_bias=True)
+    book = tiny(impl="book", qkv_bias=True)
     fast = GPTModel({**TINY, "qkv_bias": True}).eval()
     fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
     idx = torch.randint(0, 97, (2, 9))
     torch.testing.assert_close(fast(idx), book(idx), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("attn_impl", ["fast", "book"])
-def test_causal_invariance_through_the_model(attn_impl):
-    model = tiny(attn_impl=attn_impl)
+@pytest.mark.parametrize("impl", ["fast", "book"])
+def test_causal_invariance_through_the_model(impl):
+    model = tiny(impl=impl)
     idx = torch.randint(0, 97, (2, 12))
     base = model(idx)
     for j in range(12):
@@ -162,8 +202,8 @@ def test_kv_cache_logits_equal_full_forward_and_reset_per_call():
 
 
 def test_kv_cache_needs_fast_attention():
-    model = tiny(attn_impl="book")
-    with pytest.raises(ValueError, match="attn_impl='fast'"):
+    model = tiny(impl="book")
+    with pytest.raises(ValueError, match="impl='fast'"):
         generate_text_cached(model, torch.tensor([[1, 2]]), 3, 16)
 
 

@@ -45,7 +45,7 @@ def test_train_writes_checkpoint_and_plot_then_resumes(corpus, tmp_path, capsys)
     assert out.is_file() and out.with_suffix(".png").stat().st_size > 5_000
     assert "Ep 1 (Step 000000): Train loss" in capsys.readouterr().out
     ckpt = read_checkpoint(out)
-    assert ckpt["epoch"] == 1 and ckpt["config"]["attn_impl"] == "fast"
+    assert ckpt["epoch"] == 1 and ckpt["config"]["impl"] == "fast"
     resumed = train(["--data", str(corpus), "--epochs", "2", "--out", str(out), "--resume", str(out), *TINY_ARGS])
     assert resumed.epoch == 2 and resumed.train_losses[: len(state.train_losses)] == state.train_losses
     assert read_checkpoint(out)["epoch"] == 2
@@ -63,7 +63,7 @@ def test_book_mode_and_schedule_options(corpus, tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
-    assert read_checkpoint(tmp_path / "b.pt")["config"]["attn_impl"] == "book"
+    assert read_checkpoint(tmp_path / "b.pt")["config"]["impl"] == "book"
     assert (tmp_path / "loss.png").is_file() and state.global_step >= 0
     cfg = read_checkpoint(tmp_path / "b.pt")["config"]
     assert cfg["tie_weights"] and cfg["drop_rate"] == 0.0
@@ -184,3 +184,27 @@ def test_compile_option_trains(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "saved checkpoint" in proc.stdout
     assert not any(k.startswith("_orig_mod.") for k in read_checkpoint(out)["model"])
+
+
+def test_keep_freed_memory_serves_a_big_block_again_without_page_faults():
+    """The fast path's allocator setting: a freed 64 MiB tensor's pages are reused, not faulted in again."""
+    resource = pytest.importorskip("resource")
+    import torch
+
+    from ch05_pretraining.train import keep_freed_memory
+
+    if not keep_freed_memory(True):
+        pytest.skip("glibc's mallopt is not available here")
+    try:
+        def faults_of_a_fresh_big_tensor():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            torch.empty(16 * 1024 * 1024).fill_(1.0)  # 64 MiB = 16,384 pages of 4 KiB, freed at once
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+        faults = [faults_of_a_fresh_big_tensor() for _ in range(6)]
+        # glibc needs a few rounds to hold enough freed blocks (aligned allocations leave gaps),
+        # then serves the tensor from memory it already has; with the default thresholds
+        # (or a trim threshold that overflowed to 0) every round faults all 16,384 pages in again.
+        assert sum(faults[-3:]) < 2000, faults
+    finally:
+        keep_freed_memory(False)

@@ -51,12 +51,12 @@ def reference_logits(t, idx):
 
 
 @pytest.mark.parametrize("prefix", ["", "transformer."])
-@pytest.mark.parametrize("attn_impl", ["fast", "book"])
-def test_loads_hf_layout_and_matches_reference(tmp_path, prefix, attn_impl):
+@pytest.mark.parametrize("impl", ["fast", "book"])
+def test_loads_hf_layout_and_matches_reference(tmp_path, prefix, impl):
     t = hf_tensors(prefix)
     path = tmp_path / "model.safetensors"
     save_file(t, str(path))
-    model = load_gpt2_safetensors(path, attn_impl=attn_impl, n_heads=H)
+    model = load_gpt2_safetensors(path, impl=impl, n_heads=H)
     assert model.cfg["qkv_bias"] and model.cfg["tie_weights"] and model.cfg["context_length"] == T
     assert model.out_head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
     idx = torch.tensor([[3, 14, 15, 92, 65, 35]])

@@ -28,9 +28,9 @@ def loaders(text, batch_size=2):
             create_dataloader_v1(text[split:], batch_size, 32, 32, shuffle=False, drop_last=False))
 
 
-def fresh(cfg=TINY, attn_impl="book", lr=4e-4):
+def fresh(cfg=TINY, impl="book", lr=4e-4):
     torch.manual_seed(123)
-    model = GPTModel(cfg, attn_impl=attn_impl)
+    model = GPTModel(cfg, impl=impl)
     return model, torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
 
 
@@ -135,7 +135,7 @@ def test_gradient_accumulation_matches_a_bigger_batch(text):
 def test_overfitting_one_batch_drives_loss_down(text):
     tl, _ = loaders(text)
     x, y = next(iter(tl))
-    model, _ = fresh({**TINY, "drop_rate": 0.0}, attn_impl="fast")
+    model, _ = fresh({**TINY, "drop_rate": 0.0}, impl="fast")
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
@@ -149,7 +149,7 @@ def test_overfitting_one_batch_drives_loss_down(text):
 
 def test_bf16_autocast_trains_with_fp32_loss(text):
     tl, vl = loaders(text)
-    model, opt = fresh(attn_impl="fast")
+    model, opt = fresh(impl="fast")
     s = TrainSettings(epochs=1, eval_freq=3, amp_dtype=torch.bfloat16)
     state = Trainer(model, opt, tl, vl, "cpu", s).fit()
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
