@@ -42,9 +42,9 @@ def main(argv=None):
 
     generate_text_cached(fast, idx, 5, ctx)  # warm-up
     runs = {
-        "book loop (generate_text_simple, book attention)": lambda: generate_text_simple(book, idx, n, ctx),
-        "book loop, fast attention": lambda: generate_text_simple(fast, idx, n, ctx),
-        "KV cache (generate_text_cached, fast attention)": lambda: generate_text_cached(fast, idx, n, ctx),
+        "book loop (generate_text_simple, book layers)": lambda: generate_text_simple(book, idx, n, ctx),
+        "book loop, fast layers": lambda: generate_text_simple(fast, idx, n, ctx),
+        "KV cache (generate_text_cached, fast layers)": lambda: generate_text_cached(fast, idx, n, ctx),
     }
     print(f"machine: {machine_line()}")
     print(f"GPT-124M (seed 123), prompt {args.prompt!r}, {n} new tokens, batch 1")

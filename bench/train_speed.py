@@ -1,13 +1,16 @@
 """Training speed: the book's loop vs the fast path, GPT-124M, context 256, batch 2, the-verdict.
 
-    python -m bench.train_speed                 # 6 timed steps per variant after 1 warm-up step
+    python -m bench.train_speed                 # 10 timed steps per variant
+    python -m bench.train_speed --breakdown     # also the steps in between: where the speed-up comes from
     python -m bench.train_speed --parity        # also the full 10 epochs of both: final losses
 
 The variants take turns in blocks of steps (so background noise hits them alike) on the
-same batches, each block starting with an untimed warm-up step after setting the variant's
-allocator mode (the book loop runs with glibc's defaults, as readers run it); each step is zero_grad + forward + backward + optimizer step, timed with the
-trainer's own code. MFU = training tokens/s x training FLOPs per token / matmul peak,
-the peak measured in the same run (4096^3 matmuls in bf16 and fp32).
+same batches, each block starting with untimed warm-up steps after setting the variant's
+allocator mode (the book loop runs with glibc's defaults, as readers run it; glibc needs
+a couple of steps to hold the freed blocks the fast path reuses). Each step is zero_grad +
+forward + backward + optimizer step, timed with the trainer's own code. MFU = training
+tokens/s x training FLOPs per token / matmul peak, the peak measured in the same run
+(4096^3 matmuls in bf16 and fp32).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ch05_pretraining.train import bf16_supported, keep_freed_memory, physical_c
 from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState
 
 
-def matmul_peak(dtype, n=4096, iters=3) -> float:
+def matmul_peak(dtype, n=4096, iters=5) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     start = time.perf_counter()
@@ -45,10 +48,13 @@ def make_loaders(context_length=256, batch_size=2):
             create_dataloader_v1(text[split:], batch_size, context_length, context_length, False, False))
 
 
-def variant(name, impl, amp, fused, train_loader, val_loader, epochs=1, eval_freq=10 ** 9):
+def variant(name, impl, amp, fused, train_loader, val_loader, epochs=1, eval_freq=10 ** 9, use_compile=False):
+    """(name, Trainer) for one way of training; ``impl``/``amp``/``fused``: model layers, bf16, fused AdamW."""
     cfg = model_config("gpt2-small", context_length=256, impl=impl)
     torch.manual_seed(123)
     model = GPTModel(cfg)
+    if use_compile:
+        model = torch.compile(model)
     kwargs = {"fused": True} if fused else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1, **kwargs)
     settings = TrainSettings(epochs=epochs, eval_freq=eval_freq, amp_dtype=torch.bfloat16 if amp else None)
@@ -56,7 +62,7 @@ def variant(name, impl, amp, fused, train_loader, val_loader, epochs=1, eval_fre
                          log=lambda *a: None)
 
 
-def timed_steps(variants, batches, warmup, heap, rounds=2):
+def timed_steps(variants, batches, warmup, heap, rounds):
     """Median seconds per step; variants run in alternating blocks (allocator set per block,
     ``warmup`` untimed steps at the start of every block)."""
     times = {name: [] for name, _ in variants}
@@ -78,8 +84,13 @@ def timed_steps(variants, batches, warmup, heap, rounds=2):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant (10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of every block (2)")
+    p.add_argument("--rounds", type=int, default=2, help="blocks per variant, taken in turns (2)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time the book loop with the heap kept, and the fast path in fp32")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the fast path under torch.compile (compiles first: minutes)")
     p.add_argument("--parity", action="store_true", help="also train both for the book's 10 epochs")
     args = p.parse_args(argv)
 
@@ -91,28 +102,43 @@ def main(argv=None):
         batches.extend(train_loader)
     batches = batches[: args.steps + args.warmup]
 
-    book_name = "book loop (book attention, fp32, AdamW)"
-    fast_name = "fast path (fused QKV+SDPA, bf16, fused AdamW, heap kept)"
-    variants = [variant(book_name, "book", False, False, train_loader, val_loader),
-                variant(fast_name, "fast", amp, True, train_loader, val_loader)]
-    heap = {book_name: False, fast_name: True}  # switched before each block
-    seconds = timed_steps(variants, batches, args.warmup, heap)
+    book_name = "book loop (book layers, fp32, AdamW)"
+    fast_name = "fast path (fast layers, bf16, fused AdamW, heap kept)"
+    # (name, impl, bf16 autocast, fused AdamW, heap kept, torch.compile)
+    specs = [(book_name, "book", False, False, False, False)]
+    if args.breakdown:
+        specs += [("book loop, heap kept", "book", False, False, True, False),
+                  ("fast layers, fp32, fused AdamW, heap kept", "fast", False, True, True, False)]
+    specs += [(fast_name, "fast", amp, True, True, False)]
+    if args.compile:
+        specs += [("fast path + torch.compile", "fast", amp, True, True, True)]
+    variants = [variant(name, impl, v_amp, fused, train_loader, val_loader, use_compile=compiled)
+                for name, impl, v_amp, fused, _, compiled in specs]
+    heap = {spec[0]: spec[4] for spec in specs}  # switched before each block
+    peaks = [(matmul_peak(torch.bfloat16), matmul_peak(torch.float32))]
+    seconds = timed_steps(variants, batches, args.warmup, heap, args.rounds)
     keep_freed_memory(False)
-    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    peaks.append((matmul_peak(torch.bfloat16), matmul_peak(torch.float32)))
+    # the higher of the peaks measured before and after the steps (the conservative MFU)
+    peak_bf16, peak_fp32 = (max(p) for p in zip(*peaks))
     flops_per_token = estimate(model_config("gpt2-small", context_length=256))["train_flops_per_token"]
     tokens_per_step = batches[0][0].numel()
 
     print(f"machine: {machine_line()}; bf16 autocast: {amp}")
     print(f"GPT-124M, context 256, batch 2: {tokens_per_step} tokens/step, "
-          f"{flops_per_token / 1e6:.0f} MFLOP/token; median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"matmul peak (4096^3): bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s")
+          f"{flops_per_token / 1e6:.0f} MFLOP/token; median of {args.steps} steps per variant "
+          f"({args.rounds} blocks, {args.warmup} warm-up steps each)")
+    print(f"matmul peak (4096^3, higher of before/after): bf16 {peak_bf16 / 1e9:.0f} GFLOP/s "
+          f"({' / '.join(f'{p[0] / 1e9:.0f}' for p in peaks)}), fp32 {peak_fp32 / 1e9:.0f} GFLOP/s "
+          f"({' / '.join(f'{p[1] / 1e9:.0f}' for p in peaks)})")
     book = seconds[variants[0][0]]
     result = {}
-    for (name, _), peak in zip(variants, (peak_fp32, peak_bf16 if amp else peak_fp32)):
+    for name, _, v_amp, *_ in specs:
+        peak = peak_bf16 if v_amp else peak_fp32
         rate = tokens_per_step / seconds[name]
         mfu = rate * flops_per_token / peak
         result[name] = {"tokens_per_s": rate, "speedup": book / seconds[name], "mfu": mfu}
-        print(f"{name:58s} {seconds[name]:6.2f} s/step {rate:7.1f} tok/s  {book / seconds[name]:4.2f}x  "
+        print(f"{name:55s} {seconds[name]:6.2f} s/step {rate:7.1f} tok/s  {book / seconds[name]:4.2f}x  "
               f"MFU {100 * mfu:4.1f}% of its dtype's peak")
     fast_rate = result[fast_name]["tokens_per_s"]
     print(f"fast path MFU against the bf16 peak: {100 * fast_rate * flops_per_token / peak_bf16:.1f}%")

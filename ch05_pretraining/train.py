@@ -2,8 +2,9 @@
 
 Defaults reproduce the book's run (GPT-124M, context 256, the-verdict 90/10 split,
 batch 2, AdamW lr 4e-4 wd 0.1, 10 epochs, eval every 5 steps over 5 batches, seed 123)
-on the fast path: fused-QKV SDPA attention, bf16 autocast where the CPU/GPU supports
-it, fused AdamW, threads = physical cores, glibc keeping freed memory. ``--book`` runs
+on the fast path: the model's fast layers (fused-QKV SDPA attention, fused LayerNorm and
+GELU), bf16 autocast where the CPU/GPU supports it, fused AdamW, threads = physical cores,
+glibc keeping freed memory. ``--book`` runs
 the book's exact loop settings instead (same printed losses as ``python -m ch05_pretraining``).
 ``--data`` takes a UTF-8 text file or a token file from ``python -m ch05_pretraining.prepare``.
 Under ``torchrun --nproc_per_node=N`` it trains with DistributedDataParallel
@@ -80,7 +81,7 @@ def build_parser():
     run.add_argument("--seed", type=int, default=123)
     add_device_argument(run)
     run.add_argument("--book", action="store_true",
-                     help="the book's exact loop: book attention, fp32, plain AdamW")
+                     help="the book's exact loop: the book's layers, fp32, plain AdamW, glibc's default allocator")
     run.add_argument("--no-amp", action="store_true", help="fast path without bf16 autocast")
     run.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     run.add_argument("--compile", action="store_true",
