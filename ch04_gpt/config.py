@@ -57,6 +57,8 @@ def validate_config(cfg: dict) -> dict:
     if missing:
         raise ValueError(f"model config is missing {', '.join(missing)}: start from GPT_CONFIG_124M")
     cfg = {**OPTIONAL_KEYS, **cfg}
+    if "attn_impl" in cfg:  # the key's earlier name (checkpoints written before the rename)
+        cfg["impl"] = cfg.pop("attn_impl")
     if cfg["impl"] not in ("fast", "book"):
         raise ValueError(f"impl must be 'fast' or 'book', not {cfg['impl']!r}")
     if cfg["norm_position"] not in ("pre", "post"):

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from ch03_attention.fast_attention import book_to_fast_state_dict
-from ch04_gpt.config import GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config
+from ch04_gpt.config import GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config, validate_config
 from ch04_gpt.generate import decode, generate_text_cached, generate_text_simple
 from ch04_gpt.layers import GELU, ExampleDeepNeuralNetwork, FusedGELU, FusedLayerNorm, LayerNorm, print_gradients
 from ch04_gpt.model import DummyGPTModel, GPTModel
@@ -122,6 +122,11 @@ def test_presets_and_estimates(name, layers):
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(ValueError, match="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl"):
         model_config("gpt5")
+
+
+def test_config_reads_the_earlier_attn_impl_key():
+    cfg = validate_config({**TINY, "attn_impl": "book"})
+    assert cfg["impl"] == "book" and "attn_impl" not in cfg
 
 
 def test_book_preset_spelling():
