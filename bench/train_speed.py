@@ -25,8 +25,8 @@ import torch
 
 from bench.timing import machine_line
 from ch05_pretraining.previous_chapters import GPTModel, estimate, gpt2_tokenizer, model_config, read_data_text
-from ch05_pretraining.train import bf16_supported, keep_freed_memory, physical_cores
-from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState
+from ch05_pretraining.runtime import bf16_supported, keep_freed_memory, physical_cores
+from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState, make_optimizer
 
 
 def matmul_peak(dtype, n=4096, iters=5) -> float:
@@ -55,8 +55,7 @@ def variant(name, impl, amp, fused, train_loader, val_loader, epochs=1, eval_fre
     model = GPTModel(cfg)
     if use_compile:
         model = torch.compile(model)
-    kwargs = {"fused": True} if fused else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1, **kwargs)
+    optimizer = make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=fused)
     settings = TrainSettings(epochs=epochs, eval_freq=eval_freq, amp_dtype=torch.bfloat16 if amp else None)
     return name, Trainer(model, optimizer, train_loader, val_loader, "cpu", settings, tokenizer=gpt2_tokenizer(),
                          log=lambda *a: None)

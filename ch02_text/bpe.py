@@ -36,7 +36,8 @@ from pathlib import Path
 
 import regex
 
-from .common import atomic_write_bytes, cli_errors, read_data_text
+from .cli import CliParser, cli_errors, positive_int
+from .common import UserInputError, atomic_write_bytes, read_data_text
 from .tokenizers import GPT2_PATTERN
 
 FORMAT = "llms-from-scratch-bpe"
@@ -175,7 +176,7 @@ class BPETokenizer:
         special_tokens = tuple(special_tokens)
         minimum = 256 + len(special_tokens)
         if vocab_size < minimum:
-            raise ValueError(f"vocab_size must be at least {minimum} (256 bytes + "
+            raise UserInputError(f"vocab_size must be at least {minimum} (256 bytes + "
                              f"{len(special_tokens)} special tokens), got {vocab_size}")
         self.pattern = pattern
         self._compiled = regex.compile(pattern) if pattern else None
@@ -249,12 +250,12 @@ class BPETokenizer:
             allowed_special = set(self.special_tokens)
         unknown = set(allowed_special) - set(self.special_tokens)
         if unknown:
-            raise ValueError(f"not special tokens of this tokenizer: {sorted(unknown)}")
+            raise UserInputError(f"not special tokens of this tokenizer: {sorted(unknown)}")
         if disallowed_special == "all":
             disallowed_special = set(self.special_tokens) - set(allowed_special)
         for special in disallowed_special:
             if special in text:
-                raise ValueError(
+                raise UserInputError(
                     f"text contains the special token {special!r}: pass allowed_special={{{special!r}}} "
                     "to encode it as a special token, or disallowed_special=() to encode it as text")
         if not allowed_special:
@@ -306,14 +307,14 @@ class BPETokenizer:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"tokenizer file '{path}' does not exist") from None
+        except (FileNotFoundError, IsADirectoryError):
+            raise UserInputError(f"tokenizer file '{path}' does not exist or is a directory: check the path") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"tokenizer file '{path}' is damaged ({type(exc).__name__}): save it again") from None
+            raise UserInputError(f"tokenizer file '{path}' is damaged ({type(exc).__name__}): save it again") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"tokenizer file '{path}' is not a {FORMAT} file")
+            raise UserInputError(f"tokenizer file '{path}' is not a {FORMAT} file")
         if data.get("version") != VERSION:
-            raise ValueError(f"tokenizer file '{path}' has version {data.get('version')}; this code reads {VERSION}")
+            raise UserInputError(f"tokenizer file '{path}' has version {data.get('version')}; this code reads {VERSION}")
         try:
             tok = cls()
             tok.pattern = data["pattern"]
@@ -323,7 +324,7 @@ class BPETokenizer:
             tok.special_tokens = {s: int(i) for s, i in data["special_tokens"].items()}
             tok._rebuild()
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"tokenizer file '{path}' is damaged ({type(exc).__name__}: {exc})") from None
+            raise UserInputError(f"tokenizer file '{path}' is damaged ({type(exc).__name__}: {exc})") from None
         return tok
 
 

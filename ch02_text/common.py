@@ -1,4 +1,4 @@
-"""Helpers every chapter shares: finding data files, picking a device, seeding, CLI errors.
+"""Helpers every chapter shares: finding data files, safe file writes, picking a device, seeding.
 
 Chapter 2 is the first layer of the project, so the few helpers that every later
 chapter needs live here and are re-exported through ``previous_chapters.py``.
@@ -21,8 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import runpy
-import sys
+import re
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -38,6 +37,9 @@ DATA_URLS = {
     "the-verdict.txt": (
         "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
         "ch02/01_main-chapter-code/the-verdict.txt"
+    ),
+    "tinyshakespeare.txt": (
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
     ),
     "gpt2/vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
     "gpt2/encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
@@ -68,17 +70,35 @@ def find_local_data_file(name: str) -> Path | None:
     return None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file + rename: never a half-written file."""
+@contextlib.contextmanager
+def atomic_writer(path):
+    """Open a temp file beside ``path`` for writing; on success fsync it and rename it to ``path``.
+
+    A crash at any moment leaves either the old file or the complete new one, never half a
+    file. The new file gets normal permissions (0644 under the usual umask). Temp files of
+    the same target left by an earlier killed writer (``.NAME.*.tmp``) are removed first.
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_writer(target) as f:
+    ...     _ = f.write(b"hello")
+    >>> target.read_bytes(), oct(target.stat().st_mode & 0o777)
+    (b'hello', '0o644')
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    own_temp = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # mkstemp's 8 random characters
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if own_temp.fullmatch(stale.name):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     try:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -86,6 +106,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through ``atomic_writer``: never a half-written file."""
+    with atomic_writer(path) as f:
+        f.write(data)
+    return Path(path)
+
+
+def check_writable(path, what: str = "--out") -> Path:
+    """Fail now, not after hours of work, if ``path`` cannot be written (a folder, no permission)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{what} '{path}' is a directory: give a file name inside it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"{what} '{path}' cannot be written ({exc.strerror or exc}): "
+                             "pick a folder you can write to") from None
+    return path
 
 
 def find_data_file(name: str, download: bool = True, timeout: float = 20.0) -> Path:
@@ -113,6 +155,8 @@ def find_data_file(name: str, download: bool = True, timeout: float = 20.0) -> P
 def read_text_file(path: str | os.PathLike) -> str:
     """Read a UTF-8 text file; missing or non-UTF-8 files raise UserInputError with the name."""
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"text file '{path}' is a directory: give a UTF-8 text file")
     if not path.is_file():
         raise UserInputError(f"text file '{path}' does not exist: check the path")
     try:
@@ -157,57 +201,21 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def add_device_argument(parser) -> None:
-    parser.add_argument(
-        "--device", default="auto",
-        help="cpu, cuda, cuda:N, mps, or auto (default: auto = cuda, then mps, then cpu)",
-    )
-
-
-USER_ERRORS = (UserInputError, DataFileError, FileNotFoundError, ValueError, KeyError, OSError)
-
-
-@contextlib.contextmanager
-def cli_errors():
-    """Turn a reader's mistake into one line on stderr and exit code 1 (no traceback)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except USER_ERRORS as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {msg}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-def chapter_parser(chapter: str, description: str, figures: bool = True):
-    """The argument parser every ``python -m chNN_*`` walk-through starts from."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog=f"python -m {chapter}", description=description)
-    if figures:
-        parser.add_argument("--image-dir", default=None,
-                            help="folder for the figures (default: the repo's image/)")
-    return parser
-
-
-def run_walkthrough(module: str, args) -> dict:
-    """Run a chapter's ``walkthrough`` module (percent-format cells) with ``ARGS`` set.
-
-    Returns the module's globals so tests and readers can inspect every result.
-    """
-    with cli_errors():
-        return runpy.run_module(module, init_globals={"ARGS": args}, run_name=module)
-
-
 def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None) -> Path:
-    """Save a matplotlib figure as PNG atomically in ``image/`` (or ``out_dir``)."""
+    """Save a matplotlib figure as PNG atomically in ``image/`` (or ``out_dir``).
+
+    In a notebook (inline backend) the figure stays open so it shows below the cell;
+    anywhere else it is closed.
+    """
     import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
 
     out = Path(out_dir) if out_dir is not None else IMAGE_DIR
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    path = out / name
-    atomic_write_bytes(path, buf.getvalue())
+    path = atomic_write_bytes(out / name, buf.getvalue())
+    if "inline" not in matplotlib.get_backend():
+        plt.close(fig)
     return path

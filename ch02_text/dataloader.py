@@ -2,7 +2,7 @@
 
 What this adds over the tokenizers: a PyTorch ``Dataset`` of next-token prediction
 pairs (listing 2.5) and the ``create_dataloader_v1`` helper (listing 2.6). Unlike
-the book, text too short for a single window raises a ``ValueError`` that says
+the book, text too short for a single window raises a ``UserInputError`` that says
 what to change instead of silently yielding zero batches.
 
 >>> ds = GPTDatasetV1("a b c d e f", gpt2_tokenizer(), max_length=4, stride=1)   # doctest: +SKIP
@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .common import UserInputError
 from .tokenizers import gpt2_tokenizer
 
 
@@ -29,7 +30,7 @@ class GPTDatasetV1(Dataset):
 
         token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
         if len(token_ids) < max_length + 1:
-            raise ValueError(
+            raise UserInputError(
                 f"text has {len(token_ids)} tokens, but one window of max_length={max_length} "
                 f"needs {max_length + 1} (inputs + shifted target): use more text "
                 f"or a max_length of at most {max(len(token_ids) - 1, 0)}"

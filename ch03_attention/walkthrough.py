@@ -308,9 +308,6 @@ print("\nSecond head:\n", second_res)
 # weights of section 3.3.2 next to the causal weights of section 3.5.1.
 
 # %%
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ch02_text.common import save_figure  # noqa: E402
@@ -331,5 +328,4 @@ for ax, (weights, title) in zip(axes, panels):
                     color="white" if weights[i, j] < 0.5 else "black", fontsize=8)
 fig.colorbar(im, ax=axes, shrink=0.8)
 figure_path = save_figure(fig, "ch03_attention_weights.png", getattr(ARGS, "image_dir", None))
-plt.close(fig)
 print("Saved figure:", figure_path.name)

@@ -11,6 +11,10 @@ size/compute estimate per preset.
 
 from __future__ import annotations
 
+import math
+
+from .previous_chapters import UserInputError
+
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # Vocabulary size
     "context_length": 1024,  # Context length
@@ -40,31 +44,58 @@ OPTIONAL_KEYS = {
     "impl": "fast",            # "fast" (fused QKV + SDPA, fused LayerNorm/GELU) or "book" (the book's classes)
     "tie_weights": False,      # share tok_emb.weight with out_head.weight (GPT-2 does)
     "norm_position": "pre",    # "pre" (GPT-2) or "post" (GPT-1: LayerNorm after each shortcut)
+    "norm_eps": 1e-5,          # LayerNorm's epsilon (the book's 1e-5; Hugging Face's layer_norm_epsilon)
 }
+
+
+def preset_heads(emb_dim: int) -> int | None:
+    """The head count of the GPT-2 preset with this width (None for other widths).
+
+    >>> preset_heads(1024), preset_heads(100)
+    (16, None)
+    """
+    return {p["emb_dim"]: p["n_heads"] for p in MODEL_PRESETS.values()}.get(emb_dim)
 
 
 def model_config(name: str = "gpt2-small", **overrides) -> dict:
     """``GPT_CONFIG_124M`` with a preset's sizes and any overrides applied."""
     key = BOOK_PRESET_NAMES.get(name, name)
     if key not in MODEL_PRESETS:
-        raise ValueError(f"unknown model preset '{name}': choose one of {', '.join(MODEL_PRESETS)}")
+        raise UserInputError(f"unknown model preset '{name}': choose one of {', '.join(MODEL_PRESETS)}")
     return validate_config({**GPT_CONFIG_124M, **MODEL_PRESETS[key], **overrides})
 
 
+SIZE_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
+
+
 def validate_config(cfg: dict) -> dict:
-    """Return a full copy of ``cfg`` (optional keys filled in), or raise ValueError saying what's off."""
+    """Return a full copy of ``cfg`` (optional keys filled in), or raise UserInputError saying what's off.
+
+    >>> validate_config({**GPT_CONFIG_124M, "n_heads": 0})
+    Traceback (most recent call last):
+    ch02_text.common.UserInputError: model config: n_heads must be a positive integer, got 0
+    """
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
-        raise ValueError(f"model config is missing {', '.join(missing)}: start from GPT_CONFIG_124M")
+        raise UserInputError(f"model config is missing {', '.join(missing)}: start from GPT_CONFIG_124M")
     cfg = {**OPTIONAL_KEYS, **cfg}
     if "attn_impl" in cfg:  # the key's earlier name (checkpoints written before the rename)
         cfg["impl"] = cfg.pop("attn_impl")
+    for key in SIZE_KEYS:
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserInputError(f"model config: {key} must be a positive integer, got {cfg[key]!r}")
+    rate = cfg["drop_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and 0 <= rate < 1):
+        raise UserInputError(f"model config: drop_rate must be in [0, 1), got {rate!r}")
     if cfg["impl"] not in ("fast", "book"):
-        raise ValueError(f"impl must be 'fast' or 'book', not {cfg['impl']!r}")
+        raise UserInputError(f"model config: impl must be 'fast' or 'book', not {cfg['impl']!r}")
     if cfg["norm_position"] not in ("pre", "post"):
-        raise ValueError(f"norm_position must be 'pre' or 'post', not {cfg['norm_position']!r}")
+        raise UserInputError(f"model config: norm_position must be 'pre' or 'post', not {cfg['norm_position']!r}")
+    if not (isinstance(cfg["norm_eps"], float) and 0 < cfg["norm_eps"] < 1):
+        raise UserInputError(f"model config: norm_eps must be a small positive number, got {cfg['norm_eps']!r}")
     if cfg["emb_dim"] % cfg["n_heads"]:
-        raise ValueError(f"emb_dim ({cfg['emb_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
+        raise UserInputError(f"model config: emb_dim ({cfg['emb_dim']}) must be divisible by "
+                             f"n_heads ({cfg['n_heads']})")
     return cfg
 
 

@@ -1,7 +1,7 @@
 """Text generation: the book's greedy loop and a KV-cached loop that gives the same tokens.
 
 What this adds over the model: turning logits into new tokens. ``generate_text_simple``
-is listing 4.8 (re-runs the whole window every step). ``decode`` is the shared loop
+is listing 4.8 (re-runs the whole window every step). ``generate_loop`` is the shared loop
 used by ``generate_text_cached`` and chapter 5's ``generate``: with a fast-attention
 model it keeps a KV cache and applies the output head to the last position only.
 
@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import torch
 
+from .previous_chapters import UserInputError
+
 
 def check_max_new_tokens(max_new_tokens: int) -> None:
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        raise UserInputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
 
 
 def generate_text_simple(model, idx, max_new_tokens, context_size):
@@ -49,15 +51,17 @@ def greedy(logits):
 
 
 @torch.no_grad()
-def decode(model, idx, max_new_tokens, context_size, pick_next=greedy, eos_id=None, use_cache=None):
+def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eos_id=None, use_cache=None,
+                  on_token=None):
     """Generation loop shared by every sampler; ``pick_next(logits (b, vocab)) -> ids (b, 1)``.
 
     ``use_cache=None`` uses the KV cache whenever the model supports it. Stops early when
-    every sequence's next token is ``eos_id`` (that token is not appended).
+    every sequence's next token is ``eos_id`` (that token is not appended). ``on_token(ids)``
+    is called with each new (b, 1) column as it is made (for streaming).
     """
     check_max_new_tokens(max_new_tokens)
     if idx.shape[1] == 0:
-        raise ValueError("the prompt has zero tokens: give at least one token to start from")
+        raise UserInputError("the prompt has zero tokens: give at least one token to start from")
     context_size = min(context_size, model.context_length)
     if use_cache is None:
         use_cache = model.supports_kv_cache
@@ -74,9 +78,11 @@ def decode(model, idx, max_new_tokens, context_size, pick_next=greedy, eos_id=No
         if eos_id is not None and bool(torch.all(idx_next == eos_id)):
             break
         idx = torch.cat((idx, idx_next), dim=1)
+        if on_token is not None:
+            on_token(idx_next)
     return idx
 
 
 def generate_text_cached(model, idx, max_new_tokens, context_size):
     """Greedy decoding like ``generate_text_simple``, with the KV cache (fast attention)."""
-    return decode(model, idx, max_new_tokens, context_size, pick_next=greedy, use_cache=True)
+    return generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, use_cache=True)

@@ -25,6 +25,13 @@ from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention
 ATTENTION_CLASSES = {"fast": FastMultiHeadAttention, "book": MultiHeadAttention}
 
 
+def make_norm(cfg):
+    """The LayerNorm of ``cfg["impl"]`` with ``cfg["norm_eps"]`` (the book's 1e-5 by default)."""
+    norm = NORM_CLASSES[cfg["impl"]](cfg["emb_dim"])
+    norm.eps = cfg["norm_eps"]
+    return norm
+
+
 class TransformerBlock(nn.Module):
     """Listing 4.6: attention and feed-forward, each with LayerNorm, dropout and a shortcut."""
 
@@ -39,8 +46,8 @@ class TransformerBlock(nn.Module):
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"])
         self.ff = FeedForward(cfg)
-        self.norm1 = NORM_CLASSES[cfg["impl"]](cfg["emb_dim"])
-        self.norm2 = NORM_CLASSES[cfg["impl"]](cfg["emb_dim"])
+        self.norm1 = make_norm(cfg)
+        self.norm2 = make_norm(cfg)
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
         self.pre_norm = cfg["norm_position"] == "pre"
 
@@ -71,9 +78,6 @@ class TransformerBlock(nn.Module):
 class GPTModel(nn.Module):
     """Listing 4.7: token + position embeddings, ``n_layers`` blocks, final norm, output head."""
 
-    block_cls = TransformerBlock
-    norm_cls = None  # None: the LayerNorm class of cfg["impl"]
-
     def __init__(self, cfg, impl=None):
         super().__init__()
         cfg = validate_config(cfg if impl is None else {**cfg, "impl": impl})
@@ -83,10 +87,9 @@ class GPTModel(nn.Module):
         self.drop_emb = nn.Dropout(cfg["drop_rate"])
 
         self.trf_blocks = nn.Sequential(
-            *[self.block_cls(cfg) for _ in range(cfg["n_layers"])])
+            *[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
 
-        norm_cls = self.norm_cls or NORM_CLASSES[cfg["impl"]]
-        self.final_norm = norm_cls(cfg["emb_dim"]) if cfg["norm_position"] == "pre" else nn.Identity()
+        self.final_norm = make_norm(cfg) if cfg["norm_position"] == "pre" else nn.Identity()
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
         if cfg["tie_weights"]:
             self.out_head.weight = self.tok_emb.weight
@@ -155,8 +158,20 @@ class DummyLayerNorm(nn.Module):
         return x
 
 
-class DummyGPTModel(GPTModel):
-    """Listing 4.1: the GPT skeleton with pass-through blocks and norm (same RNG use)."""
+class DummyGPTModel(nn.Module):
+    """Listing 4.1: the GPT skeleton with pass-through blocks and norm, as the book writes it."""
 
-    block_cls = DummyTransformerBlock
-    norm_cls = DummyLayerNorm
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[DummyTransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = DummyLayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        batch_size, seq_len = in_idx.shape
+        x = self.tok_emb(in_idx) + self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = self.trf_blocks(self.drop_emb(x))
+        return self.out_head(self.final_norm(x))

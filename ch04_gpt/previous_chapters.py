@@ -1,8 +1,11 @@
 """What chapter 4 uses from chapters 2 and 3, re-exported (no copies)."""
 
+from ch02_text.cli import (  # noqa: F401
+    CliParser, add_device_argument, chapter_parser, cli_errors, fraction, finite_float, nonneg_int,
+    positive_float, positive_int, probability_mass, run_walkthrough,
+)
 from ch02_text.common import (  # noqa: F401
-    DataFileError, UserInputError, add_device_argument, chapter_parser, cli_errors, pick_device, read_data_text,
-    run_walkthrough, save_figure, set_seed,
+    DataFileError, UserInputError, pick_device, read_data_text, save_figure, set_seed,
 )
 from ch02_text.dataloader import GPTDatasetV1, create_dataloader_v1  # noqa: F401
 from ch02_text.tokenizers import gpt2_tokenizer  # noqa: F401

@@ -105,9 +105,6 @@ print("Variance:\n", var)
 # ## 4.3 Implementing a feed forward network with GELU activations (listings 4.3, 4.4)
 
 # %%
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 gelu, relu = GELU(), nn.ReLU()
@@ -127,7 +124,6 @@ for i, (y, label) in enumerate(zip([y_gelu, y_relu], ["GELU", "ReLU"]), 1):
 
 plt.tight_layout()
 figure_path = save_figure(fig, "ch04_gelu_relu.png", getattr(ARGS, "image_dir", None))
-plt.close(fig)
 print("Saved figure:", figure_path.name)
 
 # %%

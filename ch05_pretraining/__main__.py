@@ -1,15 +1,8 @@
 """``python -m ch05_pretraining``: walk through chapter 5 and print what the book prints."""
 
-import argparse
+from .previous_chapters import add_device_argument, chapter_parser, positive_int, run_walkthrough
 
-from .previous_chapters import add_device_argument, chapter_parser, run_walkthrough
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+BOOK_EPOCHS = 10
 
 
 def main(argv=None):
@@ -18,15 +11,18 @@ def main(argv=None):
         "Chapter 5 (pretraining on unlabeled data): the book's training run on the-verdict "
         "(GPT-124M, context 256, 10 epochs), decoding strategies, saving and loading. "
         "Saves image/ch05_loss.png and image/ch05_temperature.png.")
-    parser.add_argument("--epochs", type=positive_int, default=10,
-                        help="training epochs (default: the book's 10; 1 for a quick walk-through)")
+    parser.add_argument("--epochs", type=positive_int, default=BOOK_EPOCHS,
+                        help="training epochs (the book's 10; 1 for a quick walk-through, whose figures go "
+                             "to --out-dir so image/ keeps the book's)")
     add_device_argument(parser)
     parser.add_argument("--out-dir", default="checkpoints",
-                        help="folder for model.pth and model_and_optimizer.pth (default: checkpoints/)")
+                        help="folder for model.pth and model_and_optimizer.pth")
     parser.add_argument("--gpt2-weights", default=None,
                         help="GPT-2 model.safetensors for section 5.5 "
-                             "(default: data/gpt2-small-124M.safetensors if present)")
+                             "(None: data/gpt2-small-124M.safetensors if present)")
     args = parser.parse_args(argv)
+    if args.image_dir is None and args.epochs != BOOK_EPOCHS:
+        args.image_dir = args.out_dir  # a shorter run's figures must not replace the book's in image/
     return run_walkthrough("ch05_pretraining.walkthrough", args)
 
 

@@ -13,14 +13,12 @@ and a rename so a crash never leaves half a checkpoint, and loaded with
 from __future__ import annotations
 
 import io
-import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import torch
 
-from .previous_chapters import UserInputError, atomic_write_bytes
+from .previous_chapters import GPT_CONFIG_124M, UserInputError, atomic_write_bytes, preset_heads, validate_config
 
 FORMAT = "llms-from-scratch-checkpoint"
 VERSION = 1
@@ -45,8 +43,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer="gpt2",
-                    trainer_state=None, rng=None) -> Path:
-    """Write a resumable checkpoint atomically; returns the path."""
+                    trainer_state=None, rng=None, run_options=None) -> Path:
+    """Write a resumable checkpoint atomically; returns the path.
+
+    ``run_options``: the command-line options of the run (plain values), so a resume can
+    continue with them and refuse changes that would break it.
+    """
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -58,6 +60,7 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer="
         "rng": rng_state() if rng is None else rng,
         "tokenizer": tokenizer,
         "trainer_state": trainer_state or {},
+        "run_options": run_options or {},
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -66,23 +69,46 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer="
     return path
 
 
+def load_torch_file(path, map_location="cpu", what="checkpoint"):
+    """``torch.load(weights_only=True)`` where every failure is one sentence naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} '{path}' is a directory: give the checkpoint file inside it")
+    if not path.is_file():
+        raise CheckpointError(f"{what} '{path}' does not exist: check the path or train one first")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"{what} '{path}' cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means: not a checkpoint we can read
+        kind = "a text file" if _looks_like_text(path) else "damaged or not a PyTorch checkpoint"
+        raise CheckpointError(
+            f"{what} '{path}' is {kind} ({type(exc).__name__}): re-create it or pick another file"
+        ) from None
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in head
+
+
 def read_checkpoint(path, map_location="cpu") -> dict:
     """Load and validate a checkpoint file (no model needed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist: check the path or train one first")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(
-            f"checkpoint '{path}' is damaged or not a checkpoint ({type(exc).__name__}): "
-            "re-create it or pick another file"
-        ) from None
+    return check_format(load_torch_file(path, map_location, "checkpoint"), path)
+
+
+def check_format(ckpt, path) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(
-            f"checkpoint '{path}' is not a {FORMAT} file (a bare state_dict or another tool's?): "
-            "save it with save_checkpoint"
-        )
+        hint = ("it holds only model weights (a state dict such as the walk-through's model.pth): "
+                "python -m ch05_pretraining.generate --checkpoint reads it; training needs a checkpoint "
+                "written by python -m ch05_pretraining.train"
+                if isinstance(ckpt, dict) and "tok_emb.weight" in ckpt else "written by another tool?")
+        raise CheckpointError(f"checkpoint '{path}' is not a {FORMAT} file: {hint}")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"checkpoint '{path}' has version {ckpt.get('version')}, this code reads {VERSION}")
     return ckpt
@@ -127,9 +153,59 @@ def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> N
 
 def model_from_checkpoint(path, device="cpu"):
     """Build a ``GPTModel`` from a checkpoint's config and load its weights."""
+    ckpt = read_checkpoint(path, map_location=device)
+    return _build(ckpt, path, device), ckpt
+
+
+def _build(ckpt, path, device):
     from .previous_chapters import GPTModel
 
-    ckpt = read_checkpoint(path, map_location=device)
     model = GPTModel(ckpt["config"])
     apply_checkpoint(ckpt, model, source=f"checkpoint '{path}'")
-    return model.to(device), ckpt
+    return model.to(device)
+
+
+def config_from_state_dict(sd: dict, n_heads=None, source="state dict") -> dict:
+    """A ``GPTModel`` config read off a bare state dict's names and shapes.
+
+    Everything shows in the shapes except the head count: ``n_heads``, else the GPT-2
+    preset of that width.
+    """
+    if "tok_emb.weight" not in sd or "pos_emb.weight" not in sd:
+        raise CheckpointError(f"{source} is not a GPTModel state dict (no tok_emb/pos_emb weights)")
+    vocab_size, emb_dim = sd["tok_emb.weight"].shape
+    n_heads = n_heads or preset_heads(emb_dim)
+    if n_heads is None:
+        raise CheckpointError(f"{source}: the head count of a width-{emb_dim} model is not in the file: "
+                              "pass --n-heads")
+    book = any(k.endswith("att.W_query.weight") for k in sd)
+    return validate_config({
+        **GPT_CONFIG_124M, "vocab_size": vocab_size, "emb_dim": emb_dim,
+        "context_length": sd["pos_emb.weight"].shape[0], "n_heads": n_heads,
+        "n_layers": len({k.split(".")[1] for k in sd if k.startswith("trf_blocks.")}),
+        "qkv_bias": any(k.endswith(("att.W_query.bias", "att.qkv.bias")) for k in sd),
+        "impl": "book" if book else "fast",
+        "norm_position": "pre" if "final_norm.scale" in sd else "post",
+        "tie_weights": "out_head.weight" in sd and torch.equal(sd["out_head.weight"], sd["tok_emb.weight"]),
+    })
+
+
+def load_model_file(path, device="cpu", n_heads=None):
+    """A ``GPTModel`` from our checkpoint or from a bare state dict (the book's ``model.pth``).
+
+    Returns ``(model, ckpt)``; for a state dict ``ckpt`` holds just its ``config``.
+    """
+    from .previous_chapters import GPTModel
+
+    raw = load_torch_file(path, device)
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        ckpt = check_format(raw, path)
+        return _build(ckpt, path, device), ckpt
+    source = f"'{path}'"
+    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise CheckpointError(f"{source} is neither a checkpoint of this project nor a model state dict")
+    cfg = config_from_state_dict(raw, n_heads, source)
+    model = GPTModel(cfg)
+    check_state_dict_fits(model, raw, source)
+    model.load_state_dict(raw)
+    return model.to(device), {"config": cfg, "tokenizer": "gpt2"}

@@ -1,75 +1,88 @@
-"""``python -m ch05_pretraining.generate``: text from a trained checkpoint or GPT-2's weights.
+"""python -m ch05_pretraining.generate: text from a trained checkpoint or GPT-2's weights.
 
     python -m ch05_pretraining.generate --checkpoint checkpoints/model.pt --prompt "Every effort moves you"
+    python -m ch05_pretraining.generate --checkpoint checkpoints/model.pth     # the walk-through's state dict
     python -m ch05_pretraining.generate --gpt2 data/gpt2-small-124M.safetensors \\
         --prompt "Every effort moves you" --max-new-tokens 25 --temperature 1.5 --top-k 50
     python -m ch05_pretraining.generate --checkpoint checkpoints/model.pt --interactive
 
-Interactive commands: any text generates a continuation; ":top N TEXT" shows the N most
-likely next tokens with probabilities; ":tok TEXT" shows how TEXT is tokenized;
-":set temperature|top_k|top_p|max_new_tokens VALUE" changes a setting; ":help"; ":quit".
+Interactive commands: any text generates a continuation (streamed; Ctrl-C stops it and
+returns to the prompt); ":top N TEXT" shows the N most likely next tokens with
+probabilities; ":tok TEXT" shows how TEXT is tokenized;
+":set temperature|top_k|top_p|max_new_tokens VALUE" changes a setting (top_k/top_p: a
+value or none); ":settings" shows them; ":help"; ":quit" (or Ctrl-D).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 
 import torch
 
-from .checkpoint import model_from_checkpoint
+from .checkpoint import CheckpointError, load_model_file
 from .gpt2_weights import load_gpt2_safetensors
-from .previous_chapters import UserInputError, add_device_argument, cli_errors, gpt2_tokenizer, pick_device, set_seed
-from .sampling import check_sampling_options, generate
+from .previous_chapters import (
+    CliParser, UserInputError, add_device_argument, cli_errors, gpt2_tokenizer, nonneg_float, nonneg_int,
+    pick_device, positive_int, probability_mass, set_seed,
+)
+from .sampling import SamplingSettings, generate
 from .tokens import text_to_token_ids, token_ids_to_text
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m ch05_pretraining.generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(prog="python -m ch05_pretraining.generate", description=__doc__)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint written by ch05_pretraining.train")
-    src.add_argument("--gpt2", metavar="SAFETENSORS", help="GPT-2 model.safetensors (Hugging Face layout)")
+    src.add_argument("--checkpoint", help="checkpoint written by ch05_pretraining.train, or a model state dict (.pth)")
+    src.add_argument("--gpt2", metavar="SAFETENSORS",
+                     help="GPT-2 weights in Hugging Face's layout: model.safetensors or its folder")
     p.add_argument("--prompt", default="Every effort moves you", help="text to continue")
-    p.add_argument("--max-new-tokens", type=int, default=50)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
-    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--max-new-tokens", type=nonneg_int, default=50, help="tokens to generate")
+    p.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=probability_mass, default=None, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--n-heads", type=positive_int, default=None,
+                   help="head count of a bare state dict whose width is not a GPT-2 preset's")
+    p.add_argument("--seed", type=int, default=123, help="seed for sampling")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at <|endoftext|>")
     p.add_argument("--interactive", action="store_true", help="read prompts and commands from stdin")
     add_device_argument(p)
     return p
 
 
-def load_model(args, device):
+def load_model(args, device, tokenizer):
+    """The model of --checkpoint or --gpt2, checked against the tokenizer's vocabulary."""
     if args.checkpoint:
-        model, _ = model_from_checkpoint(args.checkpoint, device=device)
-        return model.eval()
-    return load_gpt2_safetensors(args.gpt2, device=device)
+        model, _ = load_model_file(args.checkpoint, device=device, n_heads=args.n_heads)
+        source = f"--checkpoint '{args.checkpoint}'"
+    else:
+        model = load_gpt2_safetensors(args.gpt2, device=device)
+        source = f"--gpt2 '{args.gpt2}'"
+    if model.cfg["vocab_size"] < tokenizer.n_vocab:
+        raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
+                              f"has {tokenizer.n_vocab:,} ids: it was not trained with this tokenizer")
+    return model.eval()
+
+
+SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
+OPTIONAL_SETTINGS = ("top_k", "top_p")
 
 
 class Session:
-    """Generation settings plus the model; one method per interactive command."""
+    """The model, its tokenizer and the sampling settings; one method per interactive command."""
 
-    def __init__(self, model, tokenizer, device, args):
+    def __init__(self, model, tokenizer, device, settings: SamplingSettings, eos_id=None):
         self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.settings = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-                         "max_new_tokens": args.max_new_tokens}
-        self.eos_id = tokenizer.eot_token if args.stop_at_eos else None
-        self.check()
+        self.settings, self.eos_id = settings, eos_id
 
-    def check(self):
-        s = self.settings
-        check_sampling_options(s["temperature"], s["top_k"], s["top_p"])
-        if s["max_new_tokens"] < 0:
-            raise UserInputError(f"max-new-tokens must be >= 0, got {s['max_new_tokens']}")
-
-    def complete(self, prompt: str) -> str:
+    def complete(self, prompt: str, on_text=None) -> str:
+        """Prompt + continuation; ``on_text(piece)`` receives the new text as it is generated."""
         idx = text_to_token_ids(prompt, self.tokenizer).to(self.device)
         s = self.settings
-        out = generate(self.model, idx, s["max_new_tokens"], self.model.context_length,
-                       temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], eos_id=self.eos_id)
+        stream = None if on_text is None else TextStream(self.tokenizer, on_text)
+        out = generate(self.model, idx, s.max_new_tokens, self.model.context_length, temperature=s.temperature,
+                       top_k=s.top_k, top_p=s.top_p, eos_id=self.eos_id,
+                       on_token=None if stream is None else stream.add)
         return token_ids_to_text(out, self.tokenizer)
 
     @torch.no_grad()
@@ -84,50 +97,112 @@ class Session:
         return [(i, self.tokenizer.decode([i])) for i in ids]
 
     def set(self, name: str, value: str) -> None:
-        if name not in self.settings:
-            raise UserInputError(f"unknown setting '{name}': use one of {', '.join(self.settings)}")
-        old = self.settings[name]
-        try:
-            self.settings[name] = None if value.lower() == "none" else (
-                float(value) if name in ("temperature", "top_p") else int(value))
-            self.check()
-        except (ValueError, UserInputError):
-            self.settings[name] = old
-            raise
+        if name not in SETTING_TYPES:
+            raise UserInputError(f"unknown setting '{name}': use one of {', '.join(SETTING_TYPES)}")
+        if value.lower() == "none" and name in OPTIONAL_SETTINGS:
+            parsed = None
+        else:
+            try:
+                parsed = SETTING_TYPES[name](value)
+            except ValueError:
+                kind = "an integer" if SETTING_TYPES[name] is int else "a number"
+                raise UserInputError(f"{name} must be {kind}, got {value!r}") from None
+        self.settings = dataclasses.replace(self.settings, **{name: parsed})  # checked by SamplingSettings
 
 
-def handle(session: Session, line: str, out=print) -> bool:
-    """Run one interactive line; returns False to quit. Errors are printed, not raised."""
+class TextStream:
+    """Turns new token ids into new text, holding back a piece that ends inside a UTF-8 character."""
+
+    def __init__(self, tokenizer, write):
+        self.tokenizer, self.write, self.ids, self.shown = tokenizer, write, [], 0
+
+    def add(self, idx_next):
+        self.ids.append(int(idx_next[0, 0]))
+        text = self.tokenizer.decode(self.ids)
+        if not text.endswith("\ufffd"):
+            self.write(text[self.shown:])
+            self.shown = len(text)
+
+
+def handle(session: Session, line: str, out=print, write=None) -> bool:
+    """Run one interactive line; returns False to quit. Mistakes are printed, not raised.
+
+    ``write`` streams a continuation piece by piece (default: printed whole at the end).
+    """
     line = line.strip()
     if not line:
         return True
+    command, _, rest = line.partition(" ")
+    rest = rest.strip()
     try:
-        if line in (":quit", ":q", ":exit"):
+        if command in (":quit", ":q", ":exit"):
             return False
-        if line == ":help":
+        if command == ":help":
             out(__doc__.split("Interactive commands: ")[1].strip())
-        elif line.startswith(":top"):
-            parts = line.split(maxsplit=2)
-            if len(parts) < 3 or not parts[1].isdigit():
-                raise UserInputError("usage: :top N TEXT")
-            for token, prob in session.top(int(parts[1]), parts[2]):
+        elif command == ":top":
+            n, _, text = rest.partition(" ")
+            if not n.isdigit() or int(n) < 1 or not text.strip():
+                raise UserInputError("usage: :top N TEXT, with N a positive integer (e.g. :top 5 Every effort)")
+            for token, prob in session.top(int(n), text):
                 out(f"{prob:8.4f}  {token!r}")
-        elif line.startswith(":tok"):
-            for i, piece in session.tokenize(line[4:].strip()):
+        elif command == ":tok":
+            if not rest:
+                raise UserInputError("usage: :tok TEXT (e.g. :tok Every effort moves you)")
+            for i, piece in session.tokenize(rest):
                 out(f"{i:6d}  {piece!r}")
-        elif line.startswith(":set"):
-            parts = line.split()
-            if len(parts) != 3:
-                raise UserInputError("usage: :set NAME VALUE")
-            session.set(parts[1], parts[2])
-            out(f"{parts[1]} = {session.settings[parts[1]]}")
-        elif line.startswith(":"):
-            raise UserInputError(f"unknown command '{line.split()[0]}': type :help")
-        else:
+        elif command == ":set":
+            parts = rest.split()
+            if len(parts) != 2:
+                raise UserInputError(f"usage: :set NAME VALUE, NAME one of {', '.join(SETTING_TYPES)}")
+            session.set(*parts)
+            out(f"{parts[0]} = {getattr(session.settings, parts[0])}")
+        elif command == ":settings":
+            out(", ".join(f"{k} = {v}" for k, v in dataclasses.asdict(session.settings).items()))
+        elif command.startswith(":"):
+            raise UserInputError(f"unknown command '{command}': type :help")
+        elif write is None:
             out(session.complete(line))
-    except (UserInputError, ValueError) as exc:
+        else:
+            write(line)
+            session.complete(line, on_text=write)
+            write("\n")
+    except UserInputError as exc:
         out(f"error: {exc}")
     return True
+
+
+def read_lines(prompt="> "):
+    """Lines from a terminal (line editing and history through readline) or from a pipe."""
+    if not sys.stdin.isatty():
+        yield from sys.stdin
+        return
+    try:
+        import readline  # noqa: F401 - importing it gives input() editing and history
+    except ImportError:
+        pass
+    while True:
+        try:
+            yield input(prompt)
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        except KeyboardInterrupt:  # Ctrl-C at the prompt: a fresh line, as in a shell
+            print(file=sys.stderr)
+
+
+def interact(session: Session) -> None:
+    def write(piece):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    print("interactive mode: type text to continue it, :help for commands, :quit to leave", file=sys.stderr)
+    for line in read_lines():
+        try:
+            if not handle(session, line, write=write):
+                break
+        except KeyboardInterrupt:  # Ctrl-C during a generation: end its line, back to the prompt
+            print()
+            print("(stopped)", file=sys.stderr)
 
 
 def main(argv=None):
@@ -135,17 +210,15 @@ def main(argv=None):
     with cli_errors():
         device = pick_device(args.device)
         tokenizer = gpt2_tokenizer()
-        check_sampling_options(args.temperature, args.top_k, args.top_p)
-        session = Session(load_model(args, device), tokenizer, device, args)
+        settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+        session = Session(load_model(args, device, tokenizer), tokenizer, device, settings,
+                          eos_id=tokenizer.eot_token if args.stop_at_eos else None)
         set_seed(args.seed)
         if not args.interactive:
             text = session.complete(args.prompt)
             print(text)
             return text
-        print("interactive mode: type text to continue it, :help for commands, :quit to leave", file=sys.stderr)
-        for line in sys.stdin:
-            if not handle(session, line):
-                break
+        interact(session)
     return None
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .previous_chapters import UserInputError
+
 
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of one batch of next-token targets."""
@@ -24,7 +26,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first ``num_batches`` batches (all by default)."""
     total_loss = 0.
     if len(data_loader) == 0:
-        raise ValueError(
+        raise UserInputError(
             "data loader has no batches (the book returns NaN here): the split has fewer "
             "tokens than one batch of windows; use more text, a larger split ratio, a smaller "
             "context length or a smaller batch size"

@@ -2,7 +2,7 @@
 
 What this adds over chapter 4's greedy loop: sampling the next token from the model's
 distribution. ``generate`` keeps the book's signature and adds ``top_p``; it runs on
-chapter 4's ``decode`` loop, so a fast-attention model uses the KV cache.
+chapter 4's ``generate_loop``, so a fast-attention model uses the KV cache.
 
 >>> logits = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])
 >>> top_k_filter(logits[None], 3).isfinite().nonzero()[:, 1].tolist()
@@ -11,9 +11,12 @@ chapter 4's ``decode`` loop, so a fast-attention model uses the KV cache.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
-from .previous_chapters import decode
+from .previous_chapters import UserInputError, generate_loop
 
 
 def softmax_with_temperature(logits, temperature):
@@ -32,13 +35,32 @@ def print_sampled_tokens(probas, inverse_vocab, num_samples=1_000, seed=123):
     return sampled_ids
 
 
-def check_sampling_options(temperature=0.0, top_k=None, top_p=None):
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k <= 0:
-        raise ValueError(f"top_k must be a positive integer, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How ``generate`` picks tokens; checked when made, so a bad value never reaches the loop.
+
+    >>> SamplingSettings(temperature=1.5, top_k=50).top_k
+    50
+    >>> SamplingSettings(temperature=float("nan"))
+    Traceback (most recent call last):
+    ch02_text.common.UserInputError: temperature must be a finite number >= 0 (0 = greedy), got nan
+    """
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    max_new_tokens: int = 50
+
+    def __post_init__(self):
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t >= 0):
+            raise UserInputError(f"temperature must be a finite number >= 0 (0 = greedy), got {t}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k <= 0):
+            raise UserInputError(f"top_k must be a positive integer, got {self.top_k}")
+        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+            raise UserInputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise UserInputError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
 
 
 def top_k_filter(logits, top_k):
@@ -60,7 +82,7 @@ def top_p_filter(logits, top_p):
 
 def make_sampler(temperature=0.0, top_k=None, top_p=None):
     """``pick_next(logits (b, vocab)) -> ids (b, 1)``: the book's order (top-k, temperature, sample)."""
-    check_sampling_options(temperature, top_k, top_p)
+    SamplingSettings(temperature, top_k, top_p)  # checks the values
 
     def pick_next(logits):
         if top_k is not None:
@@ -77,12 +99,12 @@ def make_sampler(temperature=0.0, top_k=None, top_p=None):
 
 
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None,
-             top_p=None, use_cache=None):
+             top_p=None, use_cache=None, on_token=None):
     """Listing 5.4 plus top-p: sample up to ``max_new_tokens`` tokens after ``idx``.
 
     ``temperature=0`` is greedy; stops early at ``eos_id``; ``use_cache=None`` uses the
     KV cache when the model has fast attention.
     """
     pick_next = make_sampler(temperature, top_k, top_p)
-    return decode(model, idx, max_new_tokens, context_size, pick_next=pick_next, eos_id=eos_id,
-                  use_cache=use_cache)
+    return generate_loop(model, idx, max_new_tokens, context_size, pick_next=pick_next, eos_id=eos_id,
+                  use_cache=use_cache, on_token=on_token)

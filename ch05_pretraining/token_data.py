@@ -18,15 +18,13 @@ Header::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .previous_chapters import UserInputError, atomic_write_bytes
+from .previous_chapters import UserInputError, atomic_write_bytes, atomic_writer
 
 FORMAT = "llms-token-file"
 VERSION = 1
@@ -37,16 +35,22 @@ def header_path(bin_path) -> Path:
     return Path(bin_path).with_suffix(".json")
 
 
-def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", tokenizer="gpt2") -> dict:
-    """Write token arrays (one per document) to ``out`` (.bin) + header (.json), atomically."""
+def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", tokenizer="gpt2",
+                     text_tokens=None) -> dict:
+    """Write token arrays (one per document) to ``out`` (.bin) + header (.json), atomically.
+
+    Both files are written to temp files first and renamed only when both are complete, so
+    a failure leaves neither. ``text_tokens`` (optional): how many of the tokens are text
+    rather than separators; a corpus without any is refused.
+    """
     out = Path(out)
     np_dtype = DTYPES[dtype]
     limit = np.iinfo(np_dtype).max
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     files, count = [], 0
+    hpath = header_path(out)
+    header_renamed = False
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_writer(out) as f:
             for name, arr in zip(names, arrays):
                 if len(arr) and int(arr.max()) > limit:
                     raise UserInputError(
@@ -55,26 +59,34 @@ def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", token
                 f.write(np.asarray(arr, dtype=np_dtype).tobytes())
                 files.append({"name": name, "tokens": int(len(arr))})
                 count += len(arr)
-        if count == 0:
-            raise UserInputError("the input holds no text to tokenize")
-        n_val = int(round(count * val_fraction))
-        header = {"format": FORMAT, "version": VERSION, "tokenizer": tokenizer, "dtype": dtype,
-                  "count": count, "files": files,
-                  "split": {"train": [0, count - n_val], "val": [count - n_val, count]}}
-        os.replace(tmp, out)
+            if count == 0 or text_tokens == 0:
+                raise UserInputError("the input holds no text to tokenize: check --input (the files are empty)")
+            n_val = int(round(count * val_fraction))
+            header = {"format": FORMAT, "version": VERSION, "tokenizer": tokenizer, "dtype": dtype,
+                      "count": count, "files": files,
+                      "split": {"train": [0, count - n_val], "val": [count - n_val, count]}}
+            atomic_write_bytes(hpath, json.dumps(header, indent=1).encode("utf-8"))
+            header_renamed = True
+        # leaving the block renamed the token file: both files are in place
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if header_renamed:  # the token file's rename failed after the header's: take the header back
+            hpath.unlink(missing_ok=True)
         raise
-    atomic_write_bytes(header_path(out), json.dumps(header, indent=1).encode("utf-8"))
     return header
 
 
 class TokenFile:
-    """A prepared ``.bin`` token file, opened read-only as a memmap (nothing is loaded)."""
+    """A prepared ``.bin`` token file, opened read-only as a memmap (nothing is loaded).
 
-    def __init__(self, path):
+    Checked when opened: header format, file size, split bounds, and (with ``vocab_size``)
+    that every id is below the vocabulary size, so a bad file fails before training starts.
+    """
+
+    def __init__(self, path, vocab_size: int | None = None):
         self.path = Path(path)
         hpath = header_path(self.path)
+        if self.path.is_dir():
+            raise UserInputError(f"token file '{self.path}' is a directory: give the .bin file")
         if not self.path.is_file() or not hpath.is_file():
             raise UserInputError(f"token file '{self.path}' or its header '{hpath.name}' is missing: "
                                  "create them with python -m ch05_pretraining.prepare")
@@ -83,13 +95,28 @@ class TokenFile:
             ok = self.header.get("format") == FORMAT and self.header.get("version") == VERSION
             dtype = DTYPES[self.header["dtype"]]
             count = int(self.header["count"])
+            splits = {name: self.split(name) for name in ("train", "val")}
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
             ok = False
         if not ok:
             raise UserInputError(f"header '{hpath}' is damaged or of another version: prepare the data again")
+        for name, (start, end) in splits.items():
+            if not 0 <= start <= end <= count:
+                raise UserInputError(f"header '{hpath}': the {name} split [{start}, {end}) lies outside the "
+                                     f"file's {count} tokens: prepare the data again")
         if self.path.stat().st_size != count * np.dtype(dtype).itemsize:
             raise UserInputError(f"token file '{self.path}' does not match its header (truncated?): prepare it again")
         self.tokens = np.memmap(self.path, dtype=dtype, mode="r", shape=(count,))
+        if vocab_size is not None:
+            self.check_ids(vocab_size)
+
+    def check_ids(self, vocab_size: int, chunk: int = 1 << 24) -> None:
+        """Refuse a file holding an id >= ``vocab_size`` (read in chunks: the file may exceed memory)."""
+        top = max((int(self.tokens[i:i + chunk].max()) for i in range(0, len(self.tokens), chunk)), default=0)
+        if top >= vocab_size:
+            raise UserInputError(
+                f"token file '{self.path}' holds token id {top}, but the tokenizer has {vocab_size} ids: "
+                "prepare it with the tokenizer you train with")
 
     def split(self, name: str) -> tuple[int, int]:
         start, end = self.header["split"][name]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import torch
 
+from .previous_chapters import UserInputError
+
 
 def text_to_token_ids(text, tokenizer):
     """Encode ``text`` into a (1, n_tokens) tensor (``<|endoftext|>`` allowed)."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     if not encoded:
-        raise ValueError("the prompt has zero tokens: give at least one character of text")
+        raise UserInputError("the prompt has zero tokens: give at least one character of text")
     return torch.tensor(encoded).unsqueeze(0)  # add batch dimension
 
 

@@ -23,9 +23,9 @@ import torch
 
 from .checkpoint import rng_state, set_rng_state
 from .loss import calc_loss_batch, evaluate_model
-from .previous_chapters import decode
+from .previous_chapters import UserInputError, generate_loop
 from .tokens import text_to_token_ids, token_ids_to_text
-from .training import format_eval_line
+from .book_loop import format_eval_line
 
 
 def lr_at(step, base_lr, warmup_steps=0, total_steps=None, min_lr=None):
@@ -39,6 +39,12 @@ def lr_at(step, base_lr, warmup_steps=0, total_steps=None, min_lr=None):
         return base_lr
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=False, betas=(0.9, 0.999)):
+    """The book's AdamW; ``fused=True`` is the fast path's single-kernel update (CPU and CUDA)."""
+    kwargs = {"fused": True} if fused else {}
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=betas, **kwargs)
 
 
 @dataclass
@@ -58,13 +64,15 @@ class TrainSettings:
     def __post_init__(self):
         for name in ("epochs", "eval_freq", "eval_iter", "grad_accum"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or (self.min_lr is not None and not 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"need lr > 0 and 0 <= min-lr <= lr (lr={self.lr}, min-lr={self.min_lr})")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad-clip must be > 0, got {self.grad_clip}")
+                raise UserInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        finite = all(math.isfinite(v) for v in (self.lr, self.min_lr or 0.0, self.grad_clip or 1.0))
+        if not finite or self.lr <= 0 or (self.min_lr is not None and not 0 <= self.min_lr <= self.lr):
+            raise UserInputError(f"need a finite --lr > 0 and 0 <= --min-lr <= --lr "
+                                 f"(lr={self.lr}, min-lr={self.min_lr})")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise UserInputError(f"--grad-clip must be a finite number > 0, got {self.grad_clip}")
         if self.warmup_steps < 0:
-            raise ValueError(f"warmup-steps must be >= 0, got {self.warmup_steps}")
+            raise UserInputError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
 
 
 @dataclass
@@ -119,7 +127,7 @@ def sample_text(model, tokenizer, device, start_context, max_new_tokens):
     was_training = model.training
     model.eval()
     idx = text_to_token_ids(start_context, tokenizer).to(device)
-    text = token_ids_to_text(decode(model, idx, max_new_tokens, model.context_length), tokenizer)
+    text = token_ids_to_text(generate_loop(model, idx, max_new_tokens, model.context_length), tokenizer)
     model.train(was_training)
     return text
 
@@ -171,12 +179,15 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation every epoch
             sampler.set_epoch(epoch)
 
-    def backward(self, input_batch, target_batch):
-        """Forward (autocast if set) and backward of one micro-batch; returns the loss tensor."""
+    def backward(self, input_batch, target_batch, group_size=1):
+        """Forward (autocast if set) and backward of one micro-batch; returns the loss tensor.
+
+        ``group_size``: micro-batches in this optimizer step; their gradients add up to the
+        mean over the group.
+        """
         with self.autocast():
             loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
-        accum = self.settings.grad_accum
-        (loss / accum if accum > 1 else loss).backward()
+        (loss / group_size if group_size > 1 else loss).backward()
         return loss
 
     def optimizer_step(self, state: TrainState):
@@ -217,18 +228,20 @@ class Trainer:
         for epoch in range(state.epoch, s.epochs):
             self._set_epoch(epoch)
             self.model.train()
-            micro = 0
+            micro, n_batches = 0, len(self.train_loader)
             for input_batch, target_batch in self._epoch_batches(state, resuming):
                 resuming = False
                 if micro == 0:
                     self.optimizer.zero_grad()
-                self.backward(input_batch, target_batch)
+                    # the epoch's last group may hold fewer micro-batches than grad_accum
+                    group_size = min(s.grad_accum, n_batches - state.batch_in_epoch)
+                self.backward(input_batch, target_batch, group_size)
                 micro += 1
                 state.batch_in_epoch += 1
                 state.tokens_seen += input_batch.numel()
                 if self.progress is not None:
                     self.progress.update(input_batch.numel())
-                if micro < s.grad_accum and state.batch_in_epoch < len(self.train_loader):
+                if micro < group_size:
                     continue
                 micro = 0
                 self.optimizer_step(state)

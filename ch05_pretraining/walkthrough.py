@@ -20,9 +20,6 @@ import argparse
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
@@ -30,11 +27,11 @@ from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint  # noqa
 from ch05_pretraining.loss import calc_loss_loader  # noqa: E402
 from ch05_pretraining.previous_chapters import (  # noqa: E402
     GPTModel, create_dataloader_v1, find_local_data_file, generate_text_simple, gpt2_tokenizer,
-    model_config, pick_device, read_data_text, save_figure,
+    pick_device, read_data_text, save_figure,
 )
 from ch05_pretraining.sampling import generate, print_sampled_tokens, softmax_with_temperature  # noqa: E402
 from ch05_pretraining.tokens import text_to_token_ids, token_ids_to_text  # noqa: E402
-from ch05_pretraining.training import plot_losses, train_model_simple  # noqa: E402
+from ch05_pretraining.book_loop import plot_losses, train_model_simple  # noqa: E402
 
 ARGS = globals().get("ARGS") or argparse.Namespace(
     epochs=10, device="auto", out_dir="checkpoints", image_dir=None, gpt2_weights=None)
@@ -227,7 +224,7 @@ print("Training loss:", train_loss)
 print("Validation loss:", val_loss)
 
 # %% [markdown]
-# ## 5.2 Training an LLM (listing 5.3: `train_model_simple` in `ch05_pretraining/training.py`)
+# ## 5.2 Training an LLM (listing 5.3: `train_model_simple` in `ch05_pretraining/book_loop.py`)
 
 # %%
 start_time = time.time()
@@ -252,7 +249,6 @@ print(f"Training completed in {execution_time_minutes:.2f} minutes.")
 epochs_tensor = torch.linspace(0, num_epochs, len(train_losses))
 fig = plot_losses(epochs_tensor, tokens_seen, train_losses, val_losses)
 loss_figure = save_figure(fig, "ch05_loss.png", ARGS.image_dir)
-plt.close(fig)
 print("Saved figure:", loss_figure.name)
 
 # %% [markdown]
@@ -334,7 +330,6 @@ ax.legend()
 
 plt.tight_layout()
 temperature_figure = save_figure(fig, "ch05_temperature.png", ARGS.image_dir)
-plt.close(fig)
 print("Saved figure:", temperature_figure.name)
 
 # %%
@@ -419,15 +414,6 @@ print("Loaded checkpoint:", checkpoint_path.name, "step", checkpoint["step"], "e
 # %%
 from ch05_pretraining.gpt2_weights import DOWNLOAD_HINT, load_gpt2_safetensors  # noqa: E402
 
-model_configs = {
-    "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "gpt2-large (774M)": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "gpt2-xl (1558M)": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
-}
-model_name = "gpt2-small (124M)"
-NEW_CONFIG = model_config(model_name, context_length=1024, qkv_bias=True)
-
 gpt2_path = ARGS.gpt2_weights or find_local_data_file("gpt2-small-124M.safetensors")
 if gpt2_path is None:
     print(f"GPT-2 weights not found, skipping 5.5: {DOWNLOAD_HINT} "
@@ -439,7 +425,7 @@ else:
         model=gpt,
         idx=text_to_token_ids("Every effort moves you", tokenizer).to(device),
         max_new_tokens=25,
-        context_size=NEW_CONFIG["context_length"],
+        context_size=gpt.context_length,  # 1024, read from the weights
         top_k=50,
         temperature=1.5
     )

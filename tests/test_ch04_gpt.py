@@ -4,12 +4,11 @@ import torch.nn.functional as F
 
 from ch03_attention.fast_attention import book_to_fast_state_dict
 from ch04_gpt.config import GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config, validate_config
-from ch04_gpt.generate import decode, generate_text_cached, generate_text_simple
+from ch04_gpt.generate import generate_loop, generate_text_cached, generate_text_simple
 from ch04_gpt.layers import GELU, ExampleDeepNeuralNetwork, FusedGELU, FusedLayerNorm, LayerNorm, print_gradients
 from ch04_gpt.model import DummyGPTModel, GPTModel
+from conftest import TINY
 
-TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
-        "n_layers": 2, "drop_rate": 0.0}
 
 
 def tiny(**kw):
@@ -182,7 +181,7 @@ def test_max_new_tokens_zero_and_negative():
     with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
         generate_text_simple(model, idx, -1, 16)
     with pytest.raises(ValueError, match="zero tokens"):
-        decode(model, idx[:, :0], 3, 16)
+        generate_loop(model, idx[:, :0], 3, 16)
 
 
 @pytest.mark.parametrize("context_size", [16, 7])

@@ -1,14 +1,12 @@
 import pytest
 import torch
 
-from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import (
     CheckpointError, load_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint,
 )
+from conftest import TINY
 
-TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
-        "n_layers": 2, "drop_rate": 0.0}
 
 
 def make(cfg=TINY):
@@ -55,13 +53,18 @@ def test_missing_file(tmp_path):
         read_checkpoint(tmp_path / "nope.pt")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_damaged_file(tmp_path, damage):
+@pytest.mark.parametrize("damage,match", [
+    ("truncate", "is damaged or not a PyTorch checkpoint"), ("binary", "is damaged or not a PyTorch checkpoint"),
+    ("empty", "is a text file"), ("text", "is a text file"),
+])
+def test_damaged_file(tmp_path, damage, match):
     model, opt = make()
     path = save_checkpoint(tmp_path / "ck.pt", model, opt)
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[damage])
-    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+    # "text" is what issue 11 found: torch's safe unpickler raised KeyError(544502645), shown as "error: 544502645"
+    path.write_bytes({"truncate": data[: len(data) // 2], "binary": bytes(range(256)) * 4, "empty": b"",
+                      "text": b"this is not a checkpoint\n" * 10}[damage])
+    with pytest.raises(CheckpointError, match=match):
         read_checkpoint(path)
 
 

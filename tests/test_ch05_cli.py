@@ -71,7 +71,7 @@ def test_book_mode_and_schedule_options(corpus, tmp_path):
 
 
 def test_keep_freed_memory_toggles_glibc():
-    from ch05_pretraining.train import keep_freed_memory
+    from ch05_pretraining.runtime import keep_freed_memory
 
     if sys.platform != "linux":
         pytest.skip("glibc only")
@@ -85,7 +85,7 @@ def test_keep_freed_memory_toggles_glibc():
     ("noval", ["--train-ratio", "0.999"], "validation split of"),
     (None, ["--preset", "gpt7"], "unknown model preset 'gpt7'"),
     (None, ["--resume", "MISSING.pt"], "does not exist"),
-    (None, ["--epochs", "0"], "epochs must be >= 1"),
+    (None, ["--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
 ])
 def test_train_bad_input_is_one_line(corpus, tmp_path, capsys, setup, args, match):
     data = corpus
@@ -151,11 +151,12 @@ def test_generate_from_checkpoint_and_interactive(tiny_ckpt, capsys, monkeypatch
 @pytest.mark.parametrize("args,match", [
     (["--checkpoint", "MISSING.pt"], "does not exist"),
     (["--gpt2", "MISSING.safetensors"], "do not exist"),
-    (["--checkpoint", "CKPT", "--temperature", "-1"], "temperature must be >= 0"),
-    (["--checkpoint", "CKPT", "--top-k", "0"], "top_k must be a positive integer"),
-    (["--checkpoint", "CKPT", "--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--checkpoint", "CKPT", "--temperature", "-1"], "argument --temperature: must be a number >= 0"),
+    (["--checkpoint", "CKPT", "--temperature", "nan"], "argument --temperature: must be a number >= 0"),
+    (["--checkpoint", "CKPT", "--top-k", "0"], "argument --top-k: must be a positive integer"),
+    (["--checkpoint", "CKPT", "--top-p", "1.5"], "argument --top-p: must be a number in (0, 1]"),
     (["--checkpoint", "CKPT", "--prompt", ""], "zero tokens"),
-    (["--checkpoint", "TRUNC"], "damaged or not a checkpoint"),
+    (["--checkpoint", "TRUNC"], "is damaged or not a PyTorch checkpoint"),
 ])
 def test_generate_bad_input_is_one_line(tiny_ckpt, tmp_path, capsys, args, match):
     from ch05_pretraining.generate import main
@@ -191,7 +192,7 @@ def test_keep_freed_memory_serves_a_big_block_again_without_page_faults():
     resource = pytest.importorskip("resource")
     import torch
 
-    from ch05_pretraining.train import keep_freed_memory
+    from ch05_pretraining.runtime import keep_freed_memory
 
     if not keep_freed_memory(True):
         pytest.skip("glibc's mallopt is not available here")

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -69,14 +71,16 @@ def test_export_round_trip(tmp_path):
     cfg = {**GPT_CONFIG_124M, "vocab_size": V, "context_length": T, "emb_dim": D, "n_heads": H,
            "n_layers": L, "drop_rate": 0.0, "qkv_bias": True, "tie_weights": True}
     model = GPTModel(cfg).eval()
-    path = export_gpt2_safetensors(model, tmp_path / "out.safetensors")
-    again = load_gpt2_safetensors(path)  # n_heads comes from the file's metadata
+    path = export_gpt2_safetensors(model, tmp_path / "out")
+    assert path == tmp_path / "out" / "model.safetensors" and (tmp_path / "out" / "config.json").is_file()
+    again = load_gpt2_safetensors(tmp_path / "out")  # a folder, as from_pretrained takes
+    assert again.cfg["n_heads"] == H
     idx = torch.tensor([[1, 2, 3, 4]])
     torch.testing.assert_close(again(idx), model(idx))
     # untied head and no qkv bias survive too
     cfg2 = {**cfg, "qkv_bias": False, "tie_weights": False}
     model2 = GPTModel(cfg2).eval()
-    again2 = load_gpt2_safetensors(export_gpt2_safetensors(model2, tmp_path / "o2.safetensors"))
+    again2 = load_gpt2_safetensors(export_gpt2_safetensors(model2, tmp_path / "o2"))
     assert not again2.cfg["tie_weights"]
     torch.testing.assert_close(again2(idx), model2(idx))
 
@@ -110,3 +114,58 @@ def test_matches_transformers_gpt2_when_installed(tmp_path):
     ours = load_gpt2_safetensors(tmp_path / "model.safetensors", n_heads=H)
     idx = torch.tensor([[5, 6, 7, 8, 9]])
     torch.testing.assert_close(ours(idx), hf(idx).logits, atol=1e-4, rtol=1e-4)
+
+
+def hf_folder(tmp_path, n_head, **config):
+    """A save_pretrained-style folder: model.safetensors + config.json."""
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    save_file(hf_tensors(), str(folder / "model.safetensors"))
+    cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": T, "n_embd": D, "n_layer": L, "n_head": n_head,
+           **config}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_config_json_decides_the_head_count(tmp_path):
+    """Issue 11: a valid folder with 2 heads at width 32 used to load with the width's default head count."""
+    folder = hf_folder(tmp_path, n_head=2, layer_norm_epsilon=1e-6)
+    model = load_gpt2_safetensors(folder / "model.safetensors")
+    assert model.cfg["n_heads"] == 2 and model.cfg["norm_eps"] == 1e-6
+    assert load_gpt2_safetensors(folder).cfg["n_heads"] == 2  # the folder works as well as the file
+
+
+@pytest.mark.parametrize("config,match", [
+    ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx=True"),
+    ({"activation_function": "relu"}, "activation_function='relu'"),
+    ({"n_positions": 1024}, "n_positions=1024"),
+])
+def test_config_json_settings_the_model_cannot_represent_are_refused(tmp_path, config, match):
+    folder = hf_folder(tmp_path, n_head=H, **config)
+    with pytest.raises(CheckpointError, match=match):
+        load_gpt2_safetensors(folder)
+
+
+def test_post_layernorm_models_are_not_exported(tmp_path):
+    from ch02_text.common import UserInputError
+
+    cfg = {**GPT_CONFIG_124M, "vocab_size": V, "context_length": T, "emb_dim": D, "n_heads": H, "n_layers": L,
+           "norm_position": "post"}
+    with pytest.raises(UserInputError, match="post-LayerNorm"):
+        export_gpt2_safetensors(GPTModel(cfg), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_exported_folder_loads_in_transformers_when_installed(tmp_path, tied):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = {**GPT_CONFIG_124M, "vocab_size": V, "context_length": T, "emb_dim": D, "n_heads": 2, "n_layers": L,
+           "drop_rate": 0.0, "qkv_bias": True, "tie_weights": tied}
+    ours = GPTModel(cfg).eval()
+    export_gpt2_safetensors(ours, tmp_path / "export")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
+    idx = torch.tensor([[5, 6, 7, 8, 9]])
+    torch.testing.assert_close(hf(idx).logits, ours(idx), atol=1e-4, rtol=1e-4)
+    hf.save_pretrained(tmp_path / "saved")  # and back: transformers' own folder, config.json included
+    torch.testing.assert_close(load_gpt2_safetensors(tmp_path / "saved")(idx), ours(idx), atol=1e-4, rtol=1e-4)

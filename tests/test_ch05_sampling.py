@@ -1,17 +1,15 @@
 import pytest
 import torch
 
-from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.generate import generate_text_simple
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.sampling import (
     generate, make_sampler, print_sampled_tokens, softmax_with_temperature, top_k_filter, top_p_filter,
 )
+from conftest import TINY
 
 LOGITS = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])
 VOCAB = ["closer", "every", "effort", "forward", "inches", "moves", "pizza", "toward", "you"]
-TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
-        "n_layers": 2, "drop_rate": 0.0}
 
 
 def test_book_sampling_counts(capsys):

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from ch02_text.dataloader import create_dataloader_v1
-from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from ch05_pretraining.loss import calc_loss_batch, calc_loss_loader
 from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState, lr_at
-from ch05_pretraining.training import train_model_simple
+from ch05_pretraining.book_loop import train_model_simple
+from conftest import TINY as BASE
 
-TINY = {**GPT_CONFIG_124M, "context_length": 32, "emb_dim": 32, "n_heads": 4, "n_layers": 2}
+TINY = {**BASE, "vocab_size": 50257, "context_length": 32, "drop_rate": 0.1}  # GPT-2 ids: real text
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The book's training loop (listing 5.3) and loss plot.
+"""The book's training loop (listing 5.3, `train_model_simple`) and loss plot: the loop as the book writes it.
 
 What this adds over the loss functions: updating the weights, with periodic
 evaluation and a text sample after every epoch. ``train_model_simple`` stays exactly

@@ -1,0 +1,113 @@
+"""Where training runs: bf16 support, physical cores, glibc's heap, and joining a torchrun job.
+
+What this adds: the machine-level settings of the fast path, decided once per run in
+``Runtime.choose`` (``--book`` turns them all off), so the trainer and the benches share them.
+
+>>> Runtime.choose(torch.device("cpu"), book=True).impl
+'book'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 matmuls in hardware: AVX512-BF16/AMX on CPU, a bf16 GPU on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def keep_freed_memory(keep: bool = True) -> bool:
+    """Ask glibc to serve big blocks from its heap instead of fresh mmap()s, and not to trim it.
+
+    Every training step frees and re-allocates the same large tensors (the 50257x768 embedding
+    gradient, the logits). With glibc's defaults each one is a new mmap whose pages fault in
+    again on every step; reusing heap memory avoids that (measured in bench/train_speed.py).
+    ``keep=False`` restores glibc's default thresholds. Linux/glibc only; elsewhere a no-op.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or not name:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    # mallopt takes a C int: the largest trim threshold is 2**31 - 1 (a bigger Python int
+    # would wrap around to 0 and make glibc trim after every free).
+    mmap_max, trim = (0, 2 ** 31 - 1) if keep else (65536, 128 * 1024)
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
+    except (OSError, AttributeError):
+        return False
+
+
+def physical_cores() -> int:
+    """Physical cores (hyper-threads share a core's matmul units), from /proc/cpuinfo."""
+    cores, phys = set(), None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "physical id":
+                    phys = value.strip()
+                elif key.strip() == "core id":
+                    cores.add((phys, value.strip()))
+    except OSError:
+        pass
+    return len(cores) or os.cpu_count() or 1
+
+
+def init_distributed(device):
+    """Under torchrun (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on CUDA.
+
+    Returns ``(rank, world_size, device)``; a single process gets ``(0, 1, device)``.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The fast path's settings, or the book's (``book=True``): chosen once per run."""
+
+    impl: str                 # "fast" or "book" layers
+    amp_dtype: torch.dtype | None
+    fused_adamw: bool
+    keep_heap: bool
+
+    @classmethod
+    def choose(cls, device: torch.device, book: bool = False, amp: bool = True) -> "Runtime":
+        if book:
+            return cls(impl="book", amp_dtype=None, fused_adamw=False, keep_heap=False)
+        return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
+                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=device.type == "cpu")
+
+    def apply(self, device: torch.device, threads: int | None = None) -> None:
+        """Set the process-wide parts: CPU threads (default: physical cores) and glibc's heap."""
+        if device.type == "cpu":
+            torch.set_num_threads(threads or physical_cores())
+            if self.keep_heap:
+                keep_freed_memory()
