@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.bpe_naive import naive_train_merges
+from tests.bpe_naive import naive_train_merges  # the tests' oracle: the plain algorithm
 from bench.timing import machine_line, median_seconds
 from ch02_text.bpe import BPETokenizer, train_merges
 from ch02_text.common import find_data_file, read_data_text

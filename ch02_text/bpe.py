@@ -28,7 +28,6 @@ of ids, so training is deterministic.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import json
 from collections import Counter, defaultdict
@@ -36,14 +35,12 @@ from pathlib import Path
 
 import regex
 
-from .cli import CliParser, cli_errors, positive_int
-from .common import UserInputError, atomic_write_bytes, read_data_text
-from .tokenizers import GPT2_PATTERN
+from .cli import CliParser, cli_errors, nonneg_int, positive_int
+from .common import UserInputError, atomic_write_bytes, check_writable, read_data_text, read_text_file
+from .tokenizers import GPT2_PATTERN, SPECIAL_TOKENS
 
 FORMAT = "llms-from-scratch-bpe"
 VERSION = 1
-GPT2_SPECIALS = ("<|endoftext|>",)
-CLASSIC_SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -171,7 +168,7 @@ class BPETokenizer:
             return [text] if text else []
         return self._compiled.findall(text)
 
-    def train(self, text, vocab_size, special_tokens=GPT2_SPECIALS, pattern=GPT2_PATTERN, verbose=False):
+    def train(self, text, vocab_size, special_tokens=SPECIAL_TOKENS["gpt2"], pattern=GPT2_PATTERN, verbose=False):
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``."""
         special_tokens = tuple(special_tokens)
         minimum = 256 + len(special_tokens)
@@ -331,24 +328,23 @@ class BPETokenizer:
 def main(argv=None):
     from .tokenizers import SimpleTokenizerV2, build_vocab, split_text
 
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="python -m ch02_text.bpe",
         description="Train a byte-level BPE tokenizer on the-verdict, print its first merges, "
                     "compare it with the word-level tokenizer on unseen words, and save it.")
-    p.add_argument("--vocab-size", type=int, default=1000, help="256 bytes + merges + specials (1000)")
-    p.add_argument("--data", default=None, help="UTF-8 text file (default: the-verdict.txt)")
-    p.add_argument("--specials", choices=["gpt2", "classic"], default="gpt2",
+    p.add_argument("--vocab-size", type=positive_int, default=1000, help="256 bytes + merges + specials")
+    p.add_argument("--data", default=None, help="UTF-8 text file (None: the-verdict.txt)")
+    p.add_argument("--specials", choices=sorted(SPECIAL_TOKENS), default="gpt2",
                    help="gpt2: <|endoftext|>; classic: <pad> <unk> <bos> <eos>")
     p.add_argument("--no-pretokenize", action="store_true", help="let merges cross word boundaries")
-    p.add_argument("--show-merges", type=int, default=20, help="how many first merges to print")
+    p.add_argument("--show-merges", type=nonneg_int, default=20, help="how many first merges to print")
     p.add_argument("--out", default="checkpoints/bpe-the-verdict.json", help="where to save the tokenizer")
     args = p.parse_args(argv)
     with cli_errors():
-        from .common import read_text_file
-
+        check_writable(args.out, "--out")
         text = read_text_file(args.data) if args.data else read_data_text("the-verdict.txt")
         tok = BPETokenizer()
-        tok.train(text, args.vocab_size, special_tokens=GPT2_SPECIALS if args.specials == "gpt2" else CLASSIC_SPECIALS,
+        tok.train(text, args.vocab_size, special_tokens=SPECIAL_TOKENS[args.specials],
                   pattern=None if args.no_pretokenize else GPT2_PATTERN)
         print(f"trained {len(tok.merges)} merges: vocab_size {tok.vocab_size} "
               f"(256 bytes + {len(tok.merges)} merges + {len(tok.special_tokens)} special tokens)")

@@ -26,7 +26,11 @@ from .common import DataFileError, find_local_data_file
 SPLIT_PATTERN = r'([,.:;?_!"()\']|--|\s)'
 # Decoding: remove the space the join puts before punctuation.
 JOIN_PATTERN = r'\s+([,.:;?!"()\'])'
-SPECIAL_TOKENS = ["<|endoftext|>", "<|unk|>"]
+# Special tokens, one table: the set a tokenizer of this project can carry, by name. "gpt2" is GPT-2's
+# end-of-text token (id 50256 in GPT-2's vocabulary); "classic" the four of many other tokenizers.
+# SimpleTokenizerV2 (listing 2.4) appends the book's pair: end-of-text and "<|unk|>".
+END_OF_TEXT = "<|endoftext|>"
+SPECIAL_TOKENS = {"gpt2": (END_OF_TEXT,), "classic": ("<pad>", "<unk>", "<bos>", "<eos>")}
 
 
 def split_text(text: str) -> list[str]:
@@ -42,7 +46,7 @@ def build_vocab(tokens: list[str], special_tokens: bool = False) -> dict[str, in
     """Sorted unique tokens → ids; with ``special_tokens`` append ``<|endoftext|>``, ``<|unk|>``."""
     all_tokens = sorted(set(tokens))
     if special_tokens:
-        all_tokens.extend(SPECIAL_TOKENS)
+        all_tokens.extend([END_OF_TEXT, "<|unk|>"])
     return {token: integer for integer, token in enumerate(all_tokens)}
 
 
@@ -89,7 +93,6 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
         return [self.str_to_int[s] for s in preprocessed]
 
 
-GPT2_SPECIAL_TOKENS = {"<|endoftext|>": 50256}
 GPT2_PATTERN = (
     r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 )
@@ -113,7 +116,7 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
             name="gpt2",
             pat_str=GPT2_PATTERN,
             mergeable_ranks=ranks,
-            special_tokens=GPT2_SPECIAL_TOKENS,
+            special_tokens={END_OF_TEXT: 50256},
             explicit_n_vocab=50257,
         )
     try:

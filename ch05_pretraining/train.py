@@ -110,7 +110,9 @@ def explicit_options(parser, argv) -> dict:
 
 
 def plural(n: int, word: str) -> str:
-    """>>> plural(1, "batch"), plural(3, "window")
+    """Count and noun, the noun in the plural unless the count is one.
+
+    >>> plural(1, "batch"), plural(3, "window")
     ('1 batch', '3 windows')
     """
     return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("ch") else f"{n} {word}s"

@@ -7,6 +7,8 @@ def test_walkthrough_prints_book_values(capsys):
     ns = main([])
     out = capsys.readouterr().out
     assert "Total number of character: 20479" in out
+    assert "\n2.2 Tokenizing text\n-------------------\nTotal number of character" in out  # the book's headings
+    assert "\nListing 2.3: SimpleTokenizerV1" in out
     assert len(ns["preprocessed"]) == 4690
     assert len(ns["vocab"]) == 1132
     assert ns["integers"] == [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250,

@@ -19,9 +19,6 @@ def test_book_sampling_counts(capsys):
 
 
 def test_book_top_k_values():
-    top_logits, top_pos = torch.topk(LOGITS, 3)
-    assert top_logits.tolist() == pytest.approx([6.75, 6.28, 4.51])
-    assert top_pos.tolist() == [3, 7, 0]
     probs = torch.softmax(top_k_filter(LOGITS[None], 3)[0], dim=0)
     torch.testing.assert_close(probs[[0, 3, 7]], torch.tensor([0.0615, 0.5775, 0.3610]), atol=1e-4, rtol=0)
 

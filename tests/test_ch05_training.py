@@ -132,6 +132,33 @@ def test_gradient_accumulation_matches_a_bigger_batch(text):
     torch.testing.assert_close(results[0], results[1], atol=2e-5, rtol=1e-4)
 
 
+def test_a_partial_last_group_is_the_mean_of_its_own_micro_batches():
+    """3 micro-batches, --grad-accum 2: the second step holds one micro-batch and must not be halved.
+
+    With plain SGD the update is lr times the gradient, so the step equals one on that batch alone.
+    """
+    torch.manual_seed(0)
+    data = torch.randint(0, TINY["vocab_size"], (3, 9))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data[:, :-1], data[:, 1:]), batch_size=1)
+    cfg = {**TINY, "vocab_size": TINY["vocab_size"], "context_length": 8, "drop_rate": 0.0}
+
+    def model_and_sgd():
+        torch.manual_seed(1)
+        model = GPTModel(cfg)
+        return model, torch.optim.SGD(model.parameters(), lr=0.5)
+
+    model, opt = model_and_sgd()
+    Trainer(model, opt, loader, loader, "cpu", TrainSettings(epochs=1, grad_accum=2, eval_freq=1000, lr=0.5)).fit()
+    ref, ref_opt = model_and_sgd()
+    for group in ([0, 1], [2]):  # the same two steps by hand: the mean loss of each group
+        ref_opt.zero_grad()
+        torch.stack([torch.nn.functional.cross_entropy(ref(data[i:i + 1, :-1]).flatten(0, 1), data[i, 1:])
+                     for i in group]).mean().backward()
+        ref_opt.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
 def test_overfitting_one_batch_drives_loss_down(text):
     tl, _ = loaders(text)
     x, y = next(iter(tl))

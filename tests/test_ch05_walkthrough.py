@@ -48,3 +48,15 @@ def test_book_training_lines(chapter):
     assert [f"{x:.3f}" for x in ns["train_losses"]] == ["9.781", "8.111"]
     assert [f"{x:.3f}" for x in ns["val_losses"]] == ["9.933", "8.339"]
     assert ns["tokens_seen"] == [512, 3072]
+
+
+def test_a_shorter_run_writes_its_figures_beside_its_checkpoints(monkeypatch, tmp_path):
+    """`--epochs 1` must not replace the book's figures in image/ with a 2-point plot."""
+    import ch05_pretraining.__main__ as chapter
+
+    seen = {}
+    monkeypatch.setattr(chapter, "run_walkthrough", lambda module, args: seen.update(vars(args)))
+    chapter.main(["--epochs", "1", "--out-dir", str(tmp_path)])
+    assert seen["image_dir"] == str(tmp_path)
+    chapter.main([])  # the book's run keeps image/
+    assert seen["image_dir"] is None
