@@ -162,6 +162,13 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab) + len(self.special_tokens)
 
+    n_vocab = vocab_size  # tiktoken's name, so the trainer and the CLIs take either tokenizer
+
+    @property
+    def eot_token(self) -> int | None:
+        """The id that ends a document: ``<|endoftext|>``, else ``<eos>``, else None."""
+        return end_of_text_id(self.special_tokens)
+
     def chunks(self, text: str) -> list[str]:
         """Pre-tokenize: GPT-2's regex split (or the whole text when the pattern is off)."""
         if self._compiled is None:
@@ -301,17 +308,15 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path) -> "BPETokenizer":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, IsADirectoryError):
-            raise UserInputError(f"tokenizer file '{path}' does not exist or is a directory: check the path") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserInputError(f"tokenizer file '{path}' is damaged ({type(exc).__name__}): save it again") from None
+        return cls.from_dict(read_json_file(path, "tokenizer file"), f"tokenizer file '{path}'")
+
+    @classmethod
+    def from_dict(cls, data, source="tokenizer") -> "BPETokenizer":
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UserInputError(f"tokenizer file '{path}' is not a {FORMAT} file")
+            raise UserInputError(f"{source} is not a {FORMAT} file: save one with BPETokenizer.save "
+                                 "or python -m ch05_pretraining.prepare --train-tokenizer")
         if data.get("version") != VERSION:
-            raise UserInputError(f"tokenizer file '{path}' has version {data.get('version')}; this code reads {VERSION}")
+            raise UserInputError(f"{source} has version {data.get('version')}; this code reads {VERSION}")
         try:
             tok = cls()
             tok.pattern = data["pattern"]
@@ -320,9 +325,28 @@ class BPETokenizer:
             tok.merges = [tuple(by_bytes[from_printable(p)] for p in m.split(" ")) for m in data["merges"]]
             tok.special_tokens = {s: int(i) for s, i in data["special_tokens"].items()}
             tok._rebuild()
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise UserInputError(f"tokenizer file '{path}' is damaged ({type(exc).__name__}: {exc})") from None
+        except (KeyError, ValueError, TypeError, AttributeError, regex.error) as exc:
+            raise UserInputError(f"{source} is damaged ({type(exc).__name__}: {exc})") from None
         return tok
+
+
+def end_of_text_id(special_tokens: dict) -> int | None:
+    """The id of ``<|endoftext|>``, else of ``<eos>``: the separator written between documents."""
+    for name in ("<|endoftext|>", "<eos>"):
+        if name in special_tokens:
+            return special_tokens[name]
+    return None
+
+
+def read_json_file(path, what="file"):
+    """A JSON file's contents; a missing, unreadable or non-JSON file is one UserInputError."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise UserInputError(f"{what} '{path}' does not exist or is a directory: check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{what} '{path}' is damaged or not JSON ({type(exc).__name__})") from None
 
 
 def main(argv=None):

@@ -167,6 +167,15 @@ def read_text_file(path: str | os.PathLike) -> str:
         ) from None
 
 
+def resolve_input(path) -> Path:
+    """A path as given, or, when nothing is there and it names a known data file
+    (``tinyshakespeare.txt``), that file found like every data file (see module docstring)."""
+    path = Path(path)
+    if not path.exists() and str(path) in DATA_URLS:
+        return find_data_file(str(path))
+    return path
+
+
 def read_data_text(name: str = "the-verdict.txt") -> str:
     """Find a data text file (see module docstring) and return its contents."""
     return read_text_file(find_data_file(name))

@@ -42,7 +42,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer="gpt2",
+def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,
                     trainer_state=None, rng=None, run_options=None) -> Path:
     """Write a resumable checkpoint atomically; returns the path.
 
@@ -58,7 +58,7 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer="
         "step": int(step),
         "epoch": int(epoch),
         "rng": rng_state() if rng is None else rng,
-        "tokenizer": tokenizer,
+        "tokenizer": tokenizer or {"format": "gpt2"},  # the tokenizer itself (tokenizer_to_dict)
         "trainer_state": trainer_state or {},
         "run_options": run_options or {},
     }

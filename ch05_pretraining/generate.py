@@ -23,8 +23,8 @@ import torch
 from .checkpoint import CheckpointError, load_model_file
 from .gpt2_weights import load_gpt2_safetensors
 from .previous_chapters import (
-    CliParser, UserInputError, add_device_argument, cli_errors, gpt2_tokenizer, nonneg_float, nonneg_int,
-    pick_device, positive_int, probability_mass, set_seed,
+    CliParser, UserInputError, add_device_argument, choose_tokenizer, cli_errors, names_tokenizer, nonneg_float,
+    nonneg_int, pick_device, positive_int, probability_mass, set_seed, tokenizer_from_dict,
 )
 from .sampling import SamplingSettings, generate
 from .tokens import text_to_token_ids, token_ids_to_text
@@ -43,25 +43,39 @@ def build_parser():
     p.add_argument("--top-p", type=probability_mass, default=None, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--n-heads", type=positive_int, default=None,
                    help="head count of a bare state dict whose width is not a GPT-2 preset's")
+    p.add_argument("--tokenizer", default=None,
+                   help="for a bare state dict: gpt2 or a tokenizer .json file (None: gpt2); a checkpoint "
+                        "brings its own")
     p.add_argument("--seed", type=int, default=123, help="seed for sampling")
-    p.add_argument("--stop-at-eos", action="store_true", help="stop at <|endoftext|>")
+    p.add_argument("--stop-at-eos", action="store_true", help="stop at the tokenizer's end-of-text token")
     p.add_argument("--interactive", action="store_true", help="read prompts and commands from stdin")
     add_device_argument(p)
     return p
 
 
-def load_model(args, device, tokenizer):
-    """The model of --checkpoint or --gpt2, checked against the tokenizer's vocabulary."""
+def load_model(args, device):
+    """``(model, tokenizer)`` of --checkpoint or --gpt2, the vocabulary checked against the tokenizer.
+
+    A checkpoint carries its tokenizer; a bare state dict uses --tokenizer; GPT-2's weights GPT-2's.
+    """
     if args.checkpoint:
-        model, _ = load_model_file(args.checkpoint, device=device, n_heads=args.n_heads)
+        model, ckpt = load_model_file(args.checkpoint, device=device, n_heads=args.n_heads)
         source = f"--checkpoint '{args.checkpoint}'"
+        if "format" in ckpt:  # a checkpoint of this project: its own tokenizer, whatever --tokenizer says
+            if args.tokenizer is not None and not names_tokenizer(args.tokenizer, tokenizer_from_dict(ckpt["tokenizer"])):
+                raise UserInputError(f"--tokenizer {args.tokenizer} is not the tokenizer {source} was trained "
+                                     "with (a checkpoint brings its own): leave --tokenizer out")
+            tokenizer = tokenizer_from_dict(ckpt["tokenizer"], source)
+        else:
+            tokenizer = choose_tokenizer(args.tokenizer or "gpt2")
     else:
         model = load_gpt2_safetensors(args.gpt2, device=device)
         source = f"--gpt2 '{args.gpt2}'"
+        tokenizer = choose_tokenizer(args.tokenizer or "gpt2")
     if model.cfg["vocab_size"] < tokenizer.n_vocab:
         raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
                               f"has {tokenizer.n_vocab:,} ids: it was not trained with this tokenizer")
-    return model.eval()
+    return model.eval(), tokenizer
 
 
 SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
@@ -93,7 +107,7 @@ class Session:
         return [(self.tokenizer.decode([i]), v) for i, v in zip(ids.tolist(), values.tolist())]
 
     def tokenize(self, text: str) -> list[tuple[int, str]]:
-        ids = self.tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+        ids = self.tokenizer.encode(text, allowed_special="all")
         return [(i, self.tokenizer.decode([i])) for i in ids]
 
     def set(self, name: str, value: str) -> None:
@@ -209,9 +223,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     with cli_errors():
         device = pick_device(args.device)
-        tokenizer = gpt2_tokenizer()
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
-        session = Session(load_model(args, device, tokenizer), tokenizer, device, settings,
+        model, tokenizer = load_model(args, device)
+        session = Session(model, tokenizer, device, settings,
                           eos_id=tokenizer.eot_token if args.stop_at_eos else None)
         set_seed(args.seed)
         if not args.interactive:

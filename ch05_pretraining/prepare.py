@@ -1,12 +1,17 @@
 """python -m ch05_pretraining.prepare: tokenize a text file or a folder of them for training.
 
     python -m ch05_pretraining.prepare --input my_corpus/ --out data/corpus.bin
+    python -m ch05_pretraining.prepare --input tinyshakespeare.txt --out data/shakespeare.bin --train-tokenizer 2000
+    python -m ch05_pretraining.prepare --input tinyshakespeare.txt --out data/shakespeare_char.bin --tokenizer char
     python -m ch05_pretraining.train --data data/corpus.bin --context-length 512
 
-Files are tokenized in parallel with GPT-2's BPE (tiktoken), each followed by
-<|endoftext|>, and written as uint16 ids to --out with a JSON header beside it
-(data/corpus.json: tokenizer, token count, train/val split). Training then streams
-random windows from it through numpy.memmap without loading it into memory.
+Files are tokenized in parallel (--workers), each followed by the tokenizer's end-of-text
+token, and written as uint16 ids to --out with a JSON header beside it (data/corpus.json:
+the tokenizer itself, token count, files, train/val split). The tokenizer is GPT-2's
+(tiktoken) by default; --tokenizer char uses the corpus's characters, --tokenizer FILE.json
+a saved BPE tokenizer, and --train-tokenizer N trains the project's own BPE on the corpus
+to N ids (saved beside --out as NAME.tokenizer.json too). Training then streams random
+windows through numpy.memmap without loading the file into memory.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .previous_chapters import CliParser, UserInputError, check_writable, cli_errors, fraction, gpt2_tokenizer, positive_int
+from .previous_chapters import (
+    SPECIAL_TOKENS, TOKENIZER_CHOICES, CliParser, UserInputError, check_writable, choose_tokenizer, cli_errors,
+    describe_tokenizer, fraction, positive_int, resolve_input, tokenizer_from_dict, tokenizer_to_dict,
+)
 from .token_data import DTYPES, write_token_file
 
 
 def list_text_files(input_path, pattern="*.txt") -> list[Path]:
-    path = Path(input_path)
+    path = resolve_input(input_path)
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -33,44 +41,91 @@ def list_text_files(input_path, pattern="*.txt") -> list[Path]:
     return files
 
 
-def tokenize_file(path) -> np.ndarray:
-    """GPT-2 ids of one UTF-8 file plus <|endoftext|>; a non-UTF-8 file is named in the error."""
+def read_file(path) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UserInputError(f"file '{path}' is not UTF-8 (byte {exc.start}): convert it first") from None
-    tok = gpt2_tokenizer()
-    return np.array(tok.encode_ordinary(text) + [tok.eot_token], dtype=np.int64)
 
 
-def tokenize_files(files, workers=1, encode=tokenize_file):
+_TOKENIZER = None  # each worker process builds its tokenizer once (see tokenize_files)
+
+
+def _init_worker(spec):
+    global _TOKENIZER
+    _TOKENIZER = tokenizer_from_dict(spec)
+
+
+def tokenize_file(path) -> np.ndarray:
+    """Ids of one UTF-8 file plus the end-of-text token; a non-UTF-8 file is named in the error."""
+    tok = _TOKENIZER if _TOKENIZER is not None else tokenizer_from_dict("gpt2")
+    return np.array(tok.encode_ordinary(read_file(path)) + [tok.eot_token], dtype=np.int64)
+
+
+def tokenize_files(files, workers=1, tokenizer_spec=None):
+    """Token arrays of ``files`` in order, with ``workers`` processes (GPT-2's tokenizer by default)."""
+    spec = tokenizer_spec or {"format": "gpt2"}
     if workers <= 1 or len(files) == 1:
-        return [encode(f) for f in files]
-    with Pool(workers) as pool:
-        return pool.map(encode, files)
+        _init_worker(spec)
+        return [tokenize_file(f) for f in files]
+    with Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+        return pool.map(tokenize_file, files)
 
 
-def main(argv=None):
+def build_parser():
     p = CliParser(prog="python -m ch05_pretraining.prepare", description=__doc__)
     p.add_argument("--input", required=True, help="a UTF-8 text file or a folder (searched recursively)")
     p.add_argument("--out", required=True, help="token file to write, e.g. data/corpus.bin")
     p.add_argument("--glob", default="*.txt", help="file pattern inside a folder")
+    p.add_argument("--tokenizer", default="gpt2", help=f"{TOKENIZER_CHOICES}")
+    p.add_argument("--train-tokenizer", type=positive_int, default=None, metavar="VOCAB_SIZE",
+                   help="train the project's own byte-level BPE on the corpus to this many ids and use it")
+    p.add_argument("--specials", choices=sorted(SPECIAL_TOKENS), default="gpt2",
+                   help="special tokens of a char or trained tokenizer: gpt2 = <|endoftext|>; "
+                        "classic = <pad> <unk> <bos> <eos>")
     p.add_argument("--val-fraction", type=fraction, default=0.1, help="last share of tokens for validation")
     p.add_argument("--workers", type=positive_int, default=None, help="processes (None: one per CPU)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="uint16", help="uint16 fits GPT-2's 50257 ids")
-    args = p.parse_args(argv)
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="uint16", help="uint16 fits vocabularies up to 65,536")
+    return p
+
+
+def make_tokenizer(args, files):
+    """The tokenizer this run writes with: named, or trained on (or read off) the corpus."""
+    if args.train_tokenizer is None and args.tokenizer != "char":
+        return choose_tokenizer(args.tokenizer)
+    text = "".join(read_file(f) for f in files)
+    if args.train_tokenizer is None:
+        return choose_tokenizer("char", text, args.specials)
+    if args.tokenizer != "gpt2":
+        raise UserInputError("give either --tokenizer or --train-tokenizer, not both")
+    from ch02_text.bpe import BPETokenizer
+
+    tok = BPETokenizer()
+    tok.train(text, args.train_tokenizer, special_tokens=SPECIAL_TOKENS[args.specials])
+    saved = tok.save(Path(args.out).with_suffix(".tokenizer.json"))
+    print(f"trained the tokenizer ({describe_tokenizer(tok)}), saved to {saved}")
+    return tok
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     with cli_errors():
         if Path(args.out).suffix != ".bin":
             raise UserInputError(f"--out '{args.out}' must end in .bin (its header is written beside it as .json)")
         check_writable(args.out, "--out")
         files = list_text_files(args.input, args.glob)
-        arrays = tokenize_files(files, args.workers or os.cpu_count() or 1)
-        text_tokens = sum(len(a) - 1 for a in arrays)  # each array ends with one <|endoftext|>
+        tokenizer = make_tokenizer(args, files)
+        if tokenizer.eot_token is None:
+            raise UserInputError(f"--tokenizer '{args.tokenizer}' has no end-of-text token (<|endoftext|> or <eos>) "
+                                 "to separate documents: train one with special tokens")
+        arrays = tokenize_files(files, args.workers or os.cpu_count() or 1, tokenizer_to_dict(tokenizer))
+        text_tokens = sum(len(a) - 1 for a in arrays)  # each array ends with one end-of-text token
         header = write_token_file(args.out, arrays, [str(f) for f in files], args.val_fraction, args.dtype,
-                                  text_tokens=text_tokens)
+                                  tokenizer=tokenizer_to_dict(tokenizer), text_tokens=text_tokens)
         train, val = header["split"]["train"], header["split"]["val"]
         print(f"wrote {header['count']:,} tokens from {len(files)} file(s) to {args.out} "
-              f"(train {train[1] - train[0]:,}, val {val[1] - val[0]:,}; header {Path(args.out).with_suffix('.json')})")
+              f"(train {train[1] - train[0]:,}, val {val[1] - val[0]:,}; {describe_tokenizer(tokenizer)}; "
+              f"header {Path(args.out).with_suffix('.json')})")
         return header
 
 

@@ -1,17 +1,17 @@
 """Token files for corpora too big for memory: write once, stream windows through ``numpy.memmap``.
 
 What this adds over chapter 2's ``GPTDatasetV1`` (which tokenizes the whole text into
-Python lists): a corpus is tokenized once into ``NAME.bin`` (uint16 GPT-2 ids, each
-document followed by ``<|endoftext|>``) with a small ``NAME.json`` header; training reads
-only the windows it samples, straight from disk.
+Python lists): a corpus is tokenized once into ``NAME.bin`` (uint16 ids, each document
+followed by the tokenizer's end-of-text token) with a small ``NAME.json`` header that
+holds the tokenizer itself; training reads only the windows it samples, straight from disk.
 
 Header::
 
-    {"format": "llms-token-file", "version": 1, "tokenizer": "gpt2", "dtype": "uint16",
+    {"format": "llms-token-file", "version": 1, "tokenizer": {"format": "gpt2"}, "dtype": "uint16",
      "count": 5146, "files": [{"name": "the-verdict.txt", "tokens": 5146}],
      "split": {"train": [0, 4631], "val": [4631, 5146]}}
 
->>> # ds = MemmapWindows(TokenFile("data/verdict.bin"), "train", context_length=256)
+>>> # ds = TokenWindows.of_split(TokenFile("data/verdict.bin"), "train", context_length=256)
 >>> # x, y = ds[0]      # two int64 tensors of 256 ids, y shifted by one
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .previous_chapters import UserInputError, atomic_write_bytes, atomic_writer
+from .previous_chapters import UserInputError, atomic_write_bytes, atomic_writer, tokenizer_from_dict
 
 FORMAT = "llms-token-file"
 VERSION = 1
@@ -35,14 +35,16 @@ def header_path(bin_path) -> Path:
     return Path(bin_path).with_suffix(".json")
 
 
-def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", tokenizer="gpt2",
+def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", tokenizer=None,
                      text_tokens=None) -> dict:
     """Write token arrays (one per document) to ``out`` (.bin) + header (.json), atomically.
 
     Both files are written to temp files first and renamed only when both are complete, so
-    a failure leaves neither. ``text_tokens`` (optional): how many of the tokens are text
-    rather than separators; a corpus without any is refused.
+    a failure leaves neither. ``tokenizer``: its dict form (``tokenizer_to_dict``; None =
+    GPT-2's), stored whole in the header. ``text_tokens`` (optional): how many of the tokens
+    are text rather than separators; a corpus without any is refused.
     """
+    tokenizer = tokenizer or {"format": "gpt2"}
     out = Path(out)
     np_dtype = DTYPES[dtype]
     limit = np.iinfo(np_dtype).max
@@ -107,8 +109,8 @@ class TokenFile:
         if self.path.stat().st_size != count * np.dtype(dtype).itemsize:
             raise UserInputError(f"token file '{self.path}' does not match its header (truncated?): prepare it again")
         self.tokens = np.memmap(self.path, dtype=dtype, mode="r", shape=(count,))
-        if vocab_size is not None:
-            self.check_ids(vocab_size)
+        self.tokenizer = tokenizer_from_dict(self.header.get("tokenizer", "gpt2"), f"the tokenizer in '{hpath}'")
+        self.check_ids(self.tokenizer.n_vocab if vocab_size is None else vocab_size)
 
     def check_ids(self, vocab_size: int, chunk: int = 1 << 24) -> None:
         """Refuse a file holding an id >= ``vocab_size`` (read in chunks: the file may exceed memory)."""
@@ -123,15 +125,16 @@ class TokenFile:
         return int(start), int(end)
 
 
-class MemmapWindows(Dataset):
-    """Windows of ``context_length`` tokens (and the shifted targets) from one split of a TokenFile.
+class TokenWindows(Dataset):
+    """Windows of ``context_length`` tokens (and the shifted targets) from ``tokens[start:end]``.
 
-    Window ``i`` starts at ``split_start + i * stride``; shuffle the DataLoader for random windows.
+    Window ``i`` starts at ``start + i * stride``: with ``stride = context_length`` the same
+    windows as the book's ``GPTDatasetV1``. ``tokens`` is a numpy array or memmap; shuffle
+    the DataLoader for random windows.
     """
 
-    def __init__(self, token_file: TokenFile, split: str, context_length: int, stride: int | None = None):
-        self.tokens = token_file.tokens
-        self.start, self.end = token_file.split(split)
+    def __init__(self, tokens, start: int, end: int, context_length: int, stride: int | None = None):
+        self.tokens, self.start, self.end = tokens, start, end
         self.context_length = context_length
         self.stride = stride or context_length
         n = self.end - self.start - context_length  # the last window needs one extra target token
@@ -146,3 +149,8 @@ class MemmapWindows(Dataset):
         a = self.start + i * self.stride
         chunk = torch.from_numpy(self.tokens[a:a + self.context_length + 1].astype(np.int64))
         return chunk[:-1], chunk[1:]
+
+    @classmethod
+    def of_split(cls, token_file: TokenFile, split: str, context_length: int) -> "TokenWindows":
+        """The windows of a token file's ``train`` or ``val`` split, read from disk as sampled."""
+        return cls(token_file.tokens, *token_file.split(split), context_length)

@@ -12,8 +12,10 @@ from .previous_chapters import UserInputError
 
 
 def text_to_token_ids(text, tokenizer):
-    """Encode ``text`` into a (1, n_tokens) tensor (``<|endoftext|>`` allowed)."""
-    encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    """Encode ``text`` into a (1, n_tokens) tensor (the tokenizer's special tokens allowed)."""
+    # the book allows {"<|endoftext|>"}: GPT-2's only special token, so "all" is the same for it,
+    # and also covers the special tokens of the project's own tokenizers (<eos>, ...)
+    encoded = tokenizer.encode(text, allowed_special="all")
     if not encoded:
         raise UserInputError("the prompt has zero tokens: give at least one character of text")
     return torch.tensor(encoded).unsqueeze(0)  # add batch dimension

@@ -26,32 +26,36 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .book_loop import plot_losses
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
 from .previous_chapters import (
-    CliParser, GPTDatasetV1, UserInputError, add_device_argument, check_writable, cli_errors, fraction,
-    find_data_file, gpt2_tokenizer, model_config, nonneg_float, nonneg_int, pick_device, positive_float, positive_int,
-    read_text_file, save_figure, set_seed, unit_interval,
+    TOKENIZER_CHOICES, CliParser, UserInputError, add_device_argument, check_writable, choose_tokenizer, cli_errors,
+    describe_tokenizer, find_data_file, fraction, model_config, names_tokenizer, nonneg_float, nonneg_int, pick_device,
+    positive_float, positive_int, read_text_file, resolve_input, save_figure, set_seed, tokenizer_from_dict, tokenizer_to_dict,
+    unit_interval,
 )
 from .runtime import Runtime, init_distributed
-from .token_data import MemmapWindows, TokenFile
+from .token_data import TokenFile, TokenWindows
 from .trainer import StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
-TOKENIZER_NAME = "gpt2"
 DEFAULT_OUT = "checkpoints/model.pt"
-# On --resume these must stay as saved: they decide the model or the order of the data.
-FIXED_ON_RESUME = ("data", "train_ratio", "preset", "context_length", "emb_dim", "n_layers", "n_heads",
-                   "drop_rate", "tie_weights", "book", "batch_size", "grad_accum", "seed")
+ARCHS = {"gpt2": "pre", "gpt1": "post"}  # --arch -> where LayerNorm sits in each block
+# On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
+FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "arch", "preset", "context_length", "emb_dim", "n_layers",
+                   "n_heads", "drop_rate", "tie_weights", "init", "decay", "book", "batch_size", "grad_accum", "seed")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
-SCHEDULE_OPTIONS = ("epochs", "lr", "weight_decay", "warmup_steps", "min_lr", "grad_clip", "eval_freq",
-                    "eval_iter", "start_context", "no_amp")
+SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
+                    "min_lr", "grad_clip", "eval_freq", "eval_iter", "start_context", "no_amp", "save_every",
+                    "keep_best")
 
 
 def build_parser():
@@ -62,7 +66,14 @@ def build_parser():
                            "or $LLMS_DATA_DIR)")
     data.add_argument("--train-ratio", type=unit_interval, default=0.90,
                       help="share of a text file's characters for training")
+    data.add_argument("--stride", type=positive_int, default=None,
+                      help="tokens between the starts of training windows (None: --context-length, the book's "
+                           "non-overlapping windows; 1: every position, like nanoGPT's random offsets)")
+    data.add_argument("--tokenizer", default="gpt2",
+                      help=f"{TOKENIZER_CHOICES}; a token file brings its own")
     model = p.add_argument_group("model")
+    model.add_argument("--arch", choices=sorted(ARCHS), default="gpt2",
+                       help="gpt2 = LayerNorm before attention and feed-forward; gpt1 = after each shortcut")
     model.add_argument("--preset", default="gpt2-small", help="gpt2-small|gpt2-medium|gpt2-large|gpt2-xl")
     model.add_argument("--context-length", type=positive_int, default=256, help="tokens per window (book: 256)")
     model.add_argument("--emb-dim", type=positive_int, help="override the preset's embedding size")
@@ -70,11 +81,23 @@ def build_parser():
     model.add_argument("--n-heads", type=positive_int, help="override the preset's head count")
     model.add_argument("--drop-rate", type=fraction, default=0.1, help="dropout rate")
     model.add_argument("--tie-weights", action="store_true", help="share token embedding and output head")
+    model.add_argument("--init", choices=("book", "gpt2"), default="book",
+                       help="initial weights: book = PyTorch's defaults, as the book; gpt2 = N(0, 0.02) with "
+                            "scaled residual projections, as GPT-2 and nanoGPT (use it with --tie-weights)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=positive_int, default=2, help="windows per micro-batch (per process)")
     opt.add_argument("--epochs", type=positive_int, default=10, help="total epochs (with --resume: the new total)")
+    opt.add_argument("--max-steps", type=positive_int, default=None,
+                     help="budget in optimizer steps instead of --epochs; the cosine schedule spans it")
+    opt.add_argument("--max-tokens", type=positive_int, default=None,
+                     help="budget in training tokens (turned into steps) instead of --epochs")
     opt.add_argument("--lr", type=positive_float, default=4e-4, help="peak learning rate")
     opt.add_argument("--weight-decay", type=nonneg_float, default=0.1, help="AdamW weight decay")
+    opt.add_argument("--decay", choices=("all", "matrices"), default="all",
+                     help="what weight decay applies to: all parameters (the book) or weight matrices and "
+                          "embeddings only (GPT-2, nanoGPT)")
+    opt.add_argument("--beta1", type=fraction, default=0.9, help="AdamW beta1")
+    opt.add_argument("--beta2", type=fraction, default=0.999, help="AdamW beta2 (nanoGPT's small runs: 0.99)")
     opt.add_argument("--warmup-steps", type=nonneg_int, default=0, help="linear warmup steps")
     opt.add_argument("--min-lr", type=nonneg_float, default=None,
                      help="cosine-decay the rate to this floor after warmup (None: constant rate)")
@@ -88,6 +111,10 @@ def build_parser():
                     help=f"checkpoint to write (None: the --resume file, else {DEFAULT_OUT})")
     ev.add_argument("--plot", default=None, help="loss plot PNG (None: next to --out, .png)")
     ev.add_argument("--resume", default=None, help="continue the run saved in this checkpoint")
+    ev.add_argument("--save-every", type=positive_int, default=None,
+                    help="also write the resumable checkpoint every N optimizer steps (atomic)")
+    ev.add_argument("--keep-best", action="store_true",
+                    help="keep the checkpoint of the lowest validation loss beside --out (NAME.best.pt)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, default=123, help="seed for weights, data order and dropout")
@@ -149,37 +176,49 @@ def merge_resume_options(args, explicit: dict, ckpt: dict, path) -> list[str]:
     return changes
 
 
-# -- data ---------------------------------------------------------------------------------
-def load_datasets(args, tokenizer, context_length):
-    """(path, train dataset, val dataset) from a prepared .bin token file or a UTF-8 text file
-    (the book's 90/10 character split); each split must hold at least one window."""
+# -- data ----------------------------------------------------------------------------------
+def load_datasets(args, context_length=None, saved_tokenizer=None, explicit=()):
+    """(path, tokenizer, train windows, val windows) from a prepared .bin token file (which brings
+    its tokenizer) or a UTF-8 text file (the book's 90/10 character split, tokenized here).
+
+    ``saved_tokenizer``: a resumed checkpoint's, which the data must have been made with.
+    """
     if args.data and Path(args.data).suffix == ".bin":
-        token_file = TokenFile(args.data, vocab_size=tokenizer.n_vocab)
+        token_file = TokenFile(args.data)
+        tokenizer = token_file.tokenizer
+        if "tokenizer" in explicit and not names_tokenizer(args.tokenizer, tokenizer):
+            raise UserInputError(f"--tokenizer {args.tokenizer} differs from the tokenizer that '{args.data}' was "
+                                 f"prepared with ({describe_tokenizer(tokenizer)}): leave --tokenizer out")
+        if saved_tokenizer is not None and tokenizer_to_dict(tokenizer) != saved_tokenizer:
+            raise UserInputError(f"'{args.data}' was prepared with another tokenizer than the checkpoint's")
         splits = {"training": "train", "validation": "val"}
-        datasets = {name: MemmapWindows(token_file, split, context_length) for name, split in splits.items()}
-        for name, ds in datasets.items():
+        windows = {name: TokenWindows(token_file.tokens, *token_file.split(split), context_length,
+                                      args.stride if name == "training" else None)
+                   for name, split in splits.items()}
+        for name, ds in windows.items():
             if len(ds) == 0:
                 start, end = token_file.split(splits[name])
                 raise UserInputError(
                     f"the {name} split of '{args.data}' has {end - start} tokens, too few for one window of "
                     f"--context-length {context_length}: lower it or prepare with another --val-fraction")
-        return Path(args.data), datasets["training"], datasets["validation"]
+        return Path(args.data), tokenizer, windows["training"], windows["validation"]
 
-    path = Path(args.data) if args.data else find_data_file("the-verdict.txt")
+    path = resolve_input(args.data) if args.data else find_data_file("the-verdict.txt")
     text = read_text_file(path)
+    tokenizer = (tokenizer_from_dict(saved_tokenizer) if saved_tokenizer is not None
+                 else choose_tokenizer(args.tokenizer, text))
     split_idx = int(args.train_ratio * len(text))
-    datasets = {}
+    windows = {}
     for name, part in (("training", text[:split_idx]), ("validation", text[split_idx:])):
-        try:
-            datasets[name] = GPTDatasetV1(part, tokenizer, context_length, context_length)
-        except UserInputError:  # too short for one window: say it in the CLI's terms
-            n = len(tokenizer.encode(part, allowed_special={"<|endoftext|>"}))
-            what = "is empty" if n == 0 else f"has {n} tokens"
+        ids = np.array(tokenizer.encode(part, allowed_special="all"), dtype=np.int64)
+        stride = args.stride if name == "training" else None  # None: the book's GPTDatasetV1 windows
+        windows[name] = TokenWindows(ids, 0, len(ids), context_length, stride)
+        if len(ids) < context_length + 1:
+            what = "is empty" if len(ids) == 0 else f"has {len(ids)} tokens"
             raise UserInputError(
                 f"the {name} split of '{path.name}' {what}, but --context-length {context_length} needs "
-                f"at least {context_length + 1}: lower --context-length, change --train-ratio or use more text"
-            ) from None
-    return path, datasets["training"], datasets["validation"]
+                f"at least {context_length + 1}: lower --context-length, change --train-ratio or use more text")
+    return path, tokenizer, windows["training"], windows["validation"]
 
 
 def make_loaders(args, train_ds, val_ds, rank=0, world_size=1, seed=123):
@@ -200,19 +239,32 @@ def make_loaders(args, train_ds, val_ds, rank=0, world_size=1, seed=123):
 
 
 # -- model --------------------------------------------------------------------------------
-def build_model_config(args, impl):
+def build_model_config(args, impl, vocab_size):
     overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("n_layers", args.n_layers),
                                    ("n_heads", args.n_heads)) if v is not None}
-    return model_config(args.preset, context_length=args.context_length, drop_rate=args.drop_rate,
-                        tie_weights=args.tie_weights, impl=impl, **overrides)
+    return model_config(args.preset, vocab_size=vocab_size, context_length=args.context_length,
+                        drop_rate=args.drop_rate, tie_weights=args.tie_weights, impl=impl,
+                        norm_position=ARCHS[args.arch], **overrides)
 
 
 def check_outputs(args, out: Path, plot_path: Path, tokenizer) -> None:
-    """Everything written at the end is checked before the first step."""
+    """Everything written during and after the run is checked before the first step."""
     check_writable(out, "--out")
     check_writable(plot_path, "--plot")
-    if not args.start_context.strip() or not tokenizer.encode(args.start_context):
+    if args.keep_best:
+        check_writable(best_path(out), "--keep-best")
+    try:
+        ids = tokenizer.encode(args.start_context, allowed_special="all")
+    except UserInputError as exc:
+        raise UserInputError(f"--start-context: {exc}") from None
+    if not args.start_context.strip() or not ids:
         raise UserInputError("--start-context is empty: give a prompt for the per-epoch sample")
+    if args.max_steps and args.max_tokens:
+        raise UserInputError("give --max-steps or --max-tokens, not both")
+
+
+def best_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.best{out.suffix}")
 
 
 def main(argv=None):
@@ -224,74 +276,104 @@ def main(argv=None):
 
 
 def run(args, explicit=None):
-    from .previous_chapters import GPTModel
+    from .previous_chapters import GPTModel, init_gpt2_weights
 
     explicit = {} if explicit is None else explicit
     device = pick_device(args.device)
-    tokenizer = gpt2_tokenizer()
     resume, changes = None, []
     if args.resume:
         resume = read_checkpoint(args.resume, map_location=device)
-        if resume["tokenizer"] != TOKENIZER_NAME:
-            raise CheckpointError(f"checkpoint '{args.resume}' uses tokenizer {resume['tokenizer']!r}, not gpt2")
         changes = merge_resume_options(args, explicit, resume, args.resume)
     runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
-    cfg = resume["config"] if resume is not None else build_model_config(args, runtime.impl)
-    settings = TrainSettings(
-        epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
-        warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
-        grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype)
+    context_length = resume["config"]["context_length"] if resume is not None else args.context_length
+    data_path, tokenizer, train_ds, val_ds = load_datasets(
+        args, context_length, None if resume is None else stored_tokenizer(resume), explicit)
+    cfg = resume["config"] if resume is not None else build_model_config(args, runtime.impl, tokenizer.n_vocab)
+    if cfg["vocab_size"] != tokenizer.n_vocab:
+        raise CheckpointError(f"checkpoint '{args.resume}' has {cfg['vocab_size']} token embeddings but the "
+                              f"tokenizer has {tokenizer.n_vocab} ids")
     out = Path(args.out or args.resume or DEFAULT_OUT)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     check_outputs(args, out, plot_path, tokenizer)
     runtime.apply(device, args.threads)
 
     rank, world_size, device = init_distributed(device)
-    data_path, train_ds, val_ds = load_datasets(args, tokenizer, cfg["context_length"])
     set_seed(args.seed)
     train_loader, val_loader = make_loaders(args, train_ds, val_ds, rank, world_size, args.seed)
+    tokens_per_step = args.batch_size * cfg["context_length"] * args.grad_accum * world_size
+    max_steps = args.max_steps or (math.ceil(args.max_tokens / tokens_per_step) if args.max_tokens else None)
+    settings = TrainSettings(
+        epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
+        warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
+        grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype)
 
     set_seed(args.seed)
-    model = GPTModel(cfg).to(device)
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw)
-    state = None
-    if resume is not None:
-        state = restore(resume, model, optimizer, args)
+    model = GPTModel(cfg)
+    if args.init == "gpt2" and resume is None:
+        init_gpt2_weights(model)
+    model = model.to(device)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw,
+                               betas=(args.beta1, args.beta2), decay=args.decay)
+    state = restore(resume, model, optimizer, args, settings) if resume is not None else None
 
     model_for_training = wrap_model(model, device, rank, world_size, args)
     if rank != 0:
         return _train_worker(model_for_training, optimizer, train_loader, val_loader, device, settings,
                              tokenizer, state)
-    print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args)
+    print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args, tokenizer)
     for line in changes:
         print(f"resume: {line}")
+
+    def save(path, state):
+        save_checkpoint(path, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
+                        tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(), rng=state.rng_now,
+                        run_options=vars(args))
+
+    def on_step(state):
+        if args.save_every and (state.global_step + 1) % args.save_every == 0:
+            save(out, state)
+        if args.keep_best and state.best_step == state.global_step:  # this step's evaluation is the best yet
+            save(best_path(out), state)
+
     state, stopped, seconds, new_tokens = train_with_progress(
-        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args)
-    save_checkpoint(out, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
-                    tokenizer=TOKENIZER_NAME, trainer_state=state.to_dict(), rng=state.rng_now,
-                    run_options=vars(args))
+        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step)
+    save(out, state)
     if stopped:
         print(f"interrupted: saved a resumable checkpoint to {out} (continue with --resume {out})",
               file=sys.stderr)
         raise SystemExit(130)
     if state.train_losses:
-        epochs_seen = torch.linspace(0, settings.epochs, len(state.train_losses))
+        tokens_per_epoch = len(train_loader) * args.batch_size * cfg["context_length"] * world_size
+        epochs_seen = [t / tokens_per_epoch for t in state.track_tokens_seen]
         fig = plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses)
         save_figure(fig, plot_path.name, plot_path.parent)
-    print(f"trained {new_tokens:,} tokens in {seconds / 60:.2f} minutes ({new_tokens / seconds:.0f} tokens/s); "
-          f"saved checkpoint {out} and loss plot {plot_path}")
+    final = (f"; final train loss {state.train_losses[-1]:.3f}, val loss {state.val_losses[-1]:.3f}"
+             if state.val_losses else "")
+    print(f"trained {new_tokens:,} tokens in {seconds / 60:.2f} minutes ({new_tokens / seconds:.0f} tokens/s)"
+          f"{final}; saved checkpoint {out} and loss plot {plot_path}")
     return state
 
 
-def restore(ckpt, model, optimizer, args) -> TrainState:
+def stored_tokenizer(ckpt) -> dict:
+    """A checkpoint's tokenizer as a dict (checkpoints written before tokenizers were stored: GPT-2's)."""
+    saved = ckpt.get("tokenizer", "gpt2")
+    return {"format": "gpt2"} if saved == "gpt2" else saved
+
+
+def restore(ckpt, model, optimizer, args, settings) -> TrainState:
     """Load a checkpoint's weights, optimizer and RNG into a fresh run; returns its TrainState."""
     apply_checkpoint(ckpt, model, optimizer, f"checkpoint '{args.resume}'")
-    for group in optimizer.param_groups:  # a weight decay given again on resume applies from now on
-        group["weight_decay"] = args.weight_decay
+    for group in optimizer.param_groups:  # settings given again on resume apply from now on
+        group["betas"] = (args.beta1, args.beta2)
+        if group["weight_decay"] > 0:  # a no-decay group (--decay matrices) stays at 0
+            group["weight_decay"] = args.weight_decay
     state = TrainState.from_dict(ckpt["trainer_state"])
     if state.rng_now is not None:
         set_rng_state(state.rng_now)
-    if state.epoch >= args.epochs:
+    if settings.max_steps is not None and state.global_step + 1 >= settings.max_steps:
+        raise UserInputError(f"checkpoint '{args.resume}' already took {state.global_step + 1} steps: "
+                             f"pass --max-steps larger than {state.global_step + 1} to train on")
+    if settings.max_steps is None and state.epoch >= args.epochs:
         raise UserInputError(f"checkpoint '{args.resume}' already finished {state.epoch} epochs: "
                              f"pass --epochs larger than {state.epoch} to train on")
     return state
@@ -307,16 +389,21 @@ def wrap_model(model, device, rank, world_size, args):
     return torch.compile(model) if args.compile else model
 
 
-def print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args):
+def print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
+                     tokenizer):
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params:,} parameters, {cfg['n_layers']} layers, context {cfg['context_length']}, "
+    arch = "GPT-2 (pre-LN)" if cfg["norm_position"] == "pre" else "GPT-1 (post-LN)"
+    print(f"model: {arch}, {n_params:,} parameters, {cfg['n_layers']} layers, context {cfg['context_length']}, "
           f"{cfg['impl']} layers, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
           + (f", {world_size} processes" if world_size > 1 else ""))
     print(f"data: {data_path.name}: {plural(len(train_loader), 'training batch')} of {args.batch_size}x"
-          f"{cfg['context_length']} tokens, {plural(len(val_loader), 'validation batch')}")
+          f"{cfg['context_length']} tokens, {plural(len(val_loader), 'validation batch')}; "
+          f"tokenizer {describe_tokenizer(tokenizer)}"
+          + (f"; budget {settings.max_steps:,} steps" if settings.max_steps else ""))
 
 
-def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args):
+def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
+                        on_step=None):
     """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop.
 
     Returns ``(state, stopped, seconds, tokens trained in this process)``.
@@ -327,12 +414,14 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
 
         tokens_per_batch = args.batch_size * unwrap(model).context_length
         done = 0 if state is None else state.epoch * len(train_loader) + state.batch_in_epoch
-        progress = tqdm(total=settings.epochs * len(train_loader) * tokens_per_batch,
+        batches = (settings.max_steps * settings.grad_accum if settings.max_steps
+                   else settings.epochs * len(train_loader))
+        progress = tqdm(total=batches * tokens_per_batch,
                         initial=done * tokens_per_batch, unit="tok", unit_scale=True, dynamic_ncols=True,
                         file=sys.stderr)
     log = progress.write if progress is not None else print
     trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
-                      tokenizer=tokenizer, log=log, progress=progress)
+                      tokenizer=tokenizer, log=log, progress=progress, on_step=on_step)
     stop = StopRequest()
     start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
     try:

@@ -15,6 +15,7 @@ on Ctrl-C at the next step boundary, and optional DistributedDataParallel.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import signal
 from dataclasses import asdict, dataclass, field
@@ -41,10 +42,18 @@ def lr_at(step, base_lr, warmup_steps=0, total_steps=None, min_lr=None):
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=False, betas=(0.9, 0.999)):
-    """The book's AdamW; ``fused=True`` is the fast path's single-kernel update (CPU and CUDA)."""
+def make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=False, betas=(0.9, 0.999), decay="all"):
+    """The book's AdamW; ``fused=True`` is the fast path's single-kernel update (CPU and CUDA).
+
+    ``decay="all"`` decays every parameter, as the book; ``"matrices"`` only weight matrices and
+    embeddings, not LayerNorm scales/shifts and biases (GPT-2's and nanoGPT's practice).
+    """
     kwargs = {"fused": True} if fused else {}
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=betas, **kwargs)
+    params = list(model.parameters())
+    if decay == "matrices":
+        params = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, **kwargs)
 
 
 @dataclass
@@ -60,8 +69,11 @@ class TrainSettings:
     amp_dtype: torch.dtype | None = None  # torch.bfloat16 for autocast
     start_context: str = "Every effort moves you"
     sample_tokens: int = 50
+    max_steps: int | None = None  # a budget in optimizer steps instead of epochs (the schedule spans it)
 
     def __post_init__(self):
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserInputError(f"--max-steps must be >= 1, got {self.max_steps}")
         for name in ("epochs", "eval_freq", "eval_iter", "grad_accum"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -89,6 +101,8 @@ class TrainState:
     samples: list = field(default_factory=list)
     rng_epoch_start: dict | None = None  # RNG just before the epoch's data iterator was made
     rng_now: dict | None = None  # RNG after the last completed step
+    best_val_loss: float | None = None
+    best_step: int = -1  # the optimizer step whose evaluation gave best_val_loss
 
     def to_dict(self):
         return asdict(self)
@@ -147,14 +161,16 @@ class Trainer:
     """Runs the book's loop with the extras in ``TrainSettings``; ``fit`` can resume a ``TrainState``."""
 
     def __init__(self, model, optimizer, train_loader, val_loader, device, settings: TrainSettings,
-                 tokenizer=None, log=print, progress=None, is_main=True):
+                 tokenizer=None, log=print, progress=None, is_main=True, on_step=None):
+        """``on_step(state)`` runs after every optimizer step, when ``state`` is complete and
+        resumable (the CLI saves checkpoints there)."""
         self.model, self.optimizer = model, optimizer
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
-        self.log, self.progress, self.is_main = log, progress, is_main
+        self.log, self.progress, self.is_main, self.on_step = log, progress, is_main, on_step
         self.raw_model = unwrap(model)
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
-        self.total_steps = self.steps_per_epoch * settings.epochs
+        self.total_steps = settings.max_steps or self.steps_per_epoch * settings.epochs
 
     def autocast(self):
         dtype = self.settings.amp_dtype
@@ -211,6 +227,8 @@ class Trainer:
         state.train_losses.append(train_loss)
         state.val_losses.append(val_loss)
         state.track_tokens_seen.append(state.tokens_seen)
+        if state.best_val_loss is None or val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_step = val_loss, state.global_step
         if self.is_main:
             self.log(format_eval_line(epoch, state.global_step, train_loss, val_loss))
             if self.progress is not None:
@@ -218,14 +236,19 @@ class Trainer:
 
     def fit(self, state: TrainState | None = None, stop: StopRequest | None = None,
             stop_after_steps: int | None = None) -> TrainState:
-        """Train until ``settings.epochs`` are done, ``stop`` is requested, or ``stop_after_steps``."""
+        """Train until the budget is spent (``settings.epochs``, or ``settings.max_steps`` steps),
+        ``stop`` is requested, or ``stop_after_steps`` steps are done.
+
+        A ``max_steps`` run evaluates after its last step too, so its final losses are always known.
+        """
         s = self.settings
         resuming = state is not None
         state = state or TrainState()
         if resuming and state.batch_in_epoch == 0 and state.rng_now is not None:
             set_rng_state(state.rng_now)  # resuming at an epoch boundary
         self.model.train()
-        for epoch in range(state.epoch, s.epochs):
+        epochs = itertools.count(state.epoch) if s.max_steps else range(state.epoch, s.epochs)
+        for epoch in epochs:
             self._set_epoch(epoch)
             self.model.train()
             micro, n_batches = 0, len(self.train_loader)
@@ -245,10 +268,13 @@ class Trainer:
                     continue
                 micro = 0
                 self.optimizer_step(state)
-                if state.global_step % s.eval_freq == 0:
+                budget_spent = s.max_steps is not None and state.global_step + 1 >= s.max_steps
+                if state.global_step % s.eval_freq == 0 or budget_spent:
                     self._evaluate(state, epoch)
                 state.rng_now = rng_state()
-                if (stop is not None and stop.requested) or (
+                if self.on_step is not None:
+                    self.on_step(state)
+                if budget_spent or (stop is not None and stop.requested) or (
                         stop_after_steps is not None and state.global_step + 1 >= stop_after_steps):
                     return state
             if self.tokenizer is not None and self.is_main and s.sample_tokens > 0:

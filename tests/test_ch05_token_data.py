@@ -6,7 +6,7 @@ import torch
 
 from ch05_pretraining.prepare import list_text_files, main as prepare_main, tokenize_files
 from ch05_pretraining.previous_chapters import UserInputError
-from ch05_pretraining.token_data import MemmapWindows, TokenFile, write_token_file
+from ch05_pretraining.token_data import TokenFile, TokenWindows, write_token_file
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_prepare_folder_writes_tokens_and_header(folder, tmp_path, gpt2_tok, cap
     tokens = np.fromfile(out, dtype=np.uint16)
     assert tokens.tolist() == expected and header["count"] == len(expected)
     on_disk = json.loads(out.with_suffix(".json").read_text())
-    assert on_disk == header and on_disk["tokenizer"] == "gpt2" and on_disk["dtype"] == "uint16"
+    assert on_disk == header and on_disk["tokenizer"] == {"format": "gpt2"} and on_disk["dtype"] == "uint16"
     n_val = round(0.2 * len(expected))
     assert on_disk["split"] == {"train": [0, len(expected) - n_val], "val": [len(expected) - n_val, len(expected)]}
     assert "wrote" in capsys.readouterr().out
@@ -41,7 +41,7 @@ def test_memmap_windows_stream_from_disk(folder, tmp_path):
     prepare_main(["--input", str(folder), "--out", str(out), "--workers", "1"])
     tf = TokenFile(out)
     assert isinstance(tf.tokens, np.memmap)
-    ds = MemmapWindows(tf, "train", context_length=16)
+    ds = TokenWindows.of_split(tf, "train", context_length=16)
     start, end = tf.split("train")
     assert len(ds) == (end - start - 16 - 1) // 16 + 1
     x, y = ds[len(ds) - 1]
@@ -83,7 +83,7 @@ def test_token_id_that_does_not_fit(tmp_path):
         write_token_file(tmp_path / "t.bin", [np.array([1, 70000])], ["big.txt"])
     assert list(tmp_path.iterdir()) == []
     header = write_token_file(tmp_path / "t.bin", [np.array([1, 70000])], ["big.txt"], dtype="uint32")
-    assert TokenFile(tmp_path / "t.bin").tokens.tolist() == [1, 70000] and header["dtype"] == "uint32"
+    assert TokenFile(tmp_path / "t.bin", vocab_size=70001).tokens.tolist() == [1, 70000] and header["dtype"] == "uint32"
 
 
 def test_damaged_token_file_is_explained(tmp_path):
