@@ -12,13 +12,12 @@ and a rename so a crash never leaves half a checkpoint, and loaded with
 
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
 import torch
 
-from .previous_chapters import GPT_CONFIG_124M, UserInputError, atomic_write_bytes, preset_heads, validate_config
+from .previous_chapters import GPT_CONFIG_124M, UserInputError, atomic_writer, preset_heads, validate_config
 
 FORMAT = "llms-from-scratch-checkpoint"
 VERSION = 1
@@ -62,10 +61,9 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
         "trainer_state": trainer_state or {},
         "run_options": run_options or {},
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    with atomic_writer(path) as f:  # streamed into the temp file: no second in-memory copy of ~2 GB
+        torch.save(payload, f)
     return path
 
 

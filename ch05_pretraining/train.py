@@ -152,10 +152,9 @@ def merge_resume_options(args, explicit: dict, ckpt: dict, path) -> list[str]:
     Returns the schedule changes, as lines to report.
     """
     saved = ckpt.get("run_options") or {}
-    cfg_flags = {"context_length": "context_length", "emb_dim": "emb_dim", "n_layers": "n_layers",
-                 "n_heads": "n_heads", "drop_rate": "drop_rate", "tie_weights": "tie_weights"}
-    cfg_values = {name: ckpt["config"][key] for name, key in cfg_flags.items()}
-    cfg_values["book"] = ckpt["config"]["impl"] == "book"
+    cfg = ckpt["config"]  # what older checkpoints, without run_options, are checked against
+    cfg_values = {k: cfg[k] for k in ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "tie_weights")}
+    cfg_values.update(book=cfg["impl"] == "book", arch="gpt2" if cfg["norm_position"] == "pre" else "gpt1")
     for name in FIXED_ON_RESUME:
         have = saved.get(name, cfg_values.get(name))
         if name in explicit and have is not None and explicit[name] != have:

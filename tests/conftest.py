@@ -14,6 +14,9 @@ matplotlib.use("Agg")
 # The tiny GPT most tests build: fast to run, same code paths as GPT-124M.
 TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
         "drop_rate": 0.0}
+# Options of the train CLI for a tiny run (1 layer, width 32, context 32, batch 2).
+TINY_ARGS = ["--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32",
+             "--batch-size", "2", "--eval-freq", "4", "--eval-iter", "2", "--no-progress"]
 MISSING_DATA = "not found: place"  # in every DataFileError message (ch02_text.common)
 
 
@@ -47,3 +50,11 @@ def gpt2_tok():
     from ch02_text.tokenizers import gpt2_tokenizer
 
     return gpt2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory, verdict_text):
+    """The first 4,000 characters of the-verdict as a file: enough for tiny CLI runs."""
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text(verdict_text[:4000], encoding="utf-8")
+    return path

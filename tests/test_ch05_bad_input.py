@@ -14,18 +14,7 @@ import torch
 
 from ch02_text.cli import cli_errors
 from ch05_pretraining.checkpoint import read_checkpoint, save_checkpoint
-from conftest import TINY
-
-TINY_ARGS = ["--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32",
-             "--batch-size", "2", "--eval-freq", "4", "--eval-iter", "2", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, verdict_text):
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text(verdict_text[:4000], encoding="utf-8")
-    return path
-
+from conftest import TINY, TINY_ARGS
 
 @pytest.fixture(scope="module")
 def run_ckpt(corpus, tmp_path_factory):

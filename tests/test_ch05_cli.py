@@ -9,17 +9,7 @@ import pytest
 
 from ch02_text.common import REPO_ROOT
 from ch05_pretraining.checkpoint import read_checkpoint
-
-TINY_ARGS = ["--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32",
-             "--batch-size", "2", "--eval-freq", "4", "--eval-iter", "2", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, verdict_text):
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text(verdict_text[:4000], encoding="utf-8")
-    return path
-
+from conftest import TINY_ARGS
 
 def train(argv):
     from ch05_pretraining.train import main
