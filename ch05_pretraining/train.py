@@ -342,15 +342,23 @@ def run(args, explicit=None):
               file=sys.stderr)
         raise SystemExit(130)
     if state.train_losses:
-        tokens_per_epoch = len(train_loader) * args.batch_size * cfg["context_length"] * world_size
-        epochs_seen = [t / tokens_per_epoch for t in state.track_tokens_seen]
-        fig = plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses)
-        save_figure(fig, plot_path.name, plot_path.parent)
+        save_figure(loss_figure(state, settings, len(train_loader) * tokens_per_step / args.grad_accum, tokens_per_step),
+                    plot_path.name, plot_path.parent)
     final = (f"; final train loss {state.train_losses[-1]:.3f}, val loss {state.val_losses[-1]:.3f}"
              if state.val_losses else "")
     print(f"trained {new_tokens:,} tokens in {seconds / 60:.2f} minutes ({new_tokens / seconds:.0f} tokens/s)"
           f"{final}; saved checkpoint {out} and loss plot {plot_path}")
     return state
+
+
+def loss_figure(state, settings, tokens_per_epoch, tokens_per_step):
+    """The book's loss plot, against epochs, or against optimizer steps for a --max-steps/--max-tokens budget."""
+    per_unit = tokens_per_step if settings.max_steps else tokens_per_epoch
+    fig = plot_losses([t / per_unit for t in state.track_tokens_seen], state.track_tokens_seen,
+                      state.train_losses, state.val_losses)
+    if settings.max_steps:
+        fig.axes[0].set_xlabel("Optimizer steps")
+    return fig
 
 
 def stored_tokenizer(ckpt) -> dict:
