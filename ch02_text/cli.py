@@ -187,3 +187,28 @@ def run_walkthrough(module: str, args) -> dict:
             code = compile("\n" * (start - 1) + text, path, "exec")  # keep the file's line numbers
             exec(code, namespace)
     return namespace
+
+
+def run_exercises(chapter: str, exercises, argv=None, add_arguments=None) -> dict:
+    """``python -m chNN_*.exercises [--only N.M]``: each exercise under the header ``Exercise N.M: title``.
+
+    ``exercises``: ``[(number, function)]`` in the book's order; each function takes the parsed
+    options; the title is its docstring's first line, the result its return value (returned by
+    number, for tests). ``add_arguments(parser)`` adds a chapter's own options.
+    """
+    parser = CliParser(prog=f"python -m {chapter}.exercises",
+                       description=f"The book's exercises of {chapter}, solved with the chapter's own code.")
+    parser.add_argument("--only", choices=[number for number, _ in exercises], default=None,
+                        help="run just this exercise (None: all, in the book's order)")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    results = {}
+    with cli_errors():
+        for number, solve in exercises:
+            if args.only not in (None, number):
+                continue
+            header = f"Exercise {number}: {solve.__doc__.strip().splitlines()[0]}"
+            print(f"\n{header}\n{'-' * len(header)}")
+            results[number] = solve(args)
+    return results

@@ -43,6 +43,18 @@ def check_context_length(num_tokens: int, context_length: int) -> None:
         )
 
 
+# Section 3.3.1: three-dimensional embeddings of the six words of "Your journey starts with one step".
+EXAMPLE_INPUTS = torch.tensor(
+    [[0.43, 0.15, 0.89],  # Your     (x^1)
+     [0.55, 0.87, 0.66],  # journey  (x^2)
+     [0.57, 0.85, 0.64],  # starts   (x^3)
+     [0.22, 0.58, 0.33],  # with     (x^4)
+     [0.77, 0.25, 0.10],  # one      (x^5)
+     [0.05, 0.80, 0.55]]  # step     (x^6)
+)
+EXAMPLE_WORDS = ["Your", "journey", "starts", "with", "one", "step"]
+
+
 class SelfAttention_v1(nn.Module):
     """Listing 3.1: self-attention with raw ``nn.Parameter`` weight matrices."""
 

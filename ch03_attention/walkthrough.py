@@ -14,7 +14,7 @@
 import torch
 
 from ch03_attention.attention import (
-    CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
+    EXAMPLE_INPUTS, EXAMPLE_WORDS, CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
     SelfAttention_v2, softmax_naive,
 )
 
@@ -24,15 +24,12 @@ ARGS = globals().get("ARGS")
 # ## 3.3.1 A simple self-attention mechanism without trainable weights
 
 # %%
-inputs = torch.tensor(
-  [[0.43, 0.15, 0.89],  # Your     (x^1)
-   [0.55, 0.87, 0.66],  # journey  (x^2)
-   [0.57, 0.85, 0.64],  # starts   (x^3)
-   [0.22, 0.58, 0.33],  # with     (x^4)
-   [0.77, 0.25, 0.10],  # one      (x^5)
-   [0.05, 0.80, 0.55]]  # step     (x^6)
-)
-words = ["Your", "journey", "starts", "with", "one", "step"]
+# The book's three-dimensional embeddings of "Your journey starts with one step" (x^1 ... x^6),
+# defined once in ch03_attention/attention.py (the exercises use them too):
+#   [[0.43, 0.15, 0.89], [0.55, 0.87, 0.66], [0.57, 0.85, 0.64],
+#    [0.22, 0.58, 0.33], [0.77, 0.25, 0.10], [0.05, 0.80, 0.55]]
+inputs = EXAMPLE_INPUTS.clone()
+words = EXAMPLE_WORDS
 
 # %%
 query = inputs[1]  # 2nd input token is the query

@@ -2,7 +2,7 @@
 
 from ch02_text.cli import (  # noqa: F401
     CliParser, add_device_argument, chapter_parser, cli_errors, fraction, finite_float, nonneg_int,
-    positive_float, positive_int, probability_mass, run_walkthrough,
+    positive_float, positive_int, probability_mass, run_exercises, run_walkthrough,
 )
 from ch02_text.common import (  # noqa: F401
     DataFileError, UserInputError, pick_device, read_data_text, save_figure, set_seed,

@@ -2,7 +2,7 @@
 
 from ch02_text.cli import (  # noqa: F401
     CliParser, add_device_argument, chapter_parser, cli_errors, fraction, finite_float, nonneg_float,
-    nonneg_int, positive_float, positive_int, probability_mass, run_walkthrough, unit_interval,
+    nonneg_int, positive_float, positive_int, probability_mass, run_exercises, run_walkthrough, unit_interval,
 )
 from ch02_text.common import (  # noqa: F401
     DataFileError, UserInputError, atomic_write_bytes, atomic_writer, check_writable, find_data_file,
