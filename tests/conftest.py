@@ -58,3 +58,29 @@ def corpus(tmp_path_factory, verdict_text):
     path = tmp_path_factory.mktemp("data") / "small.txt"
     path.write_text(verdict_text[:4000], encoding="utf-8")
     return path
+
+
+def readme_references(package: str) -> list[tuple[str, str | None]]:
+    """The ``file.py`` and ``file.py:Name`` references in a chapter's README.md, as (file, name)."""
+    import re
+
+    from ch02_text.common import REPO_ROOT
+
+    text = (REPO_ROOT / package / "README.md").read_text(encoding="utf-8")
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"`(?:[\w/]+/)?(\w+\.py)(?::(\w+))?", text)]
+
+
+def check_readme(package: str) -> None:
+    """Every file and object a chapter README names exists (in the chapter, or the repo root's data helpers)."""
+    import importlib
+
+    from ch02_text.common import REPO_ROOT
+
+    refs = readme_references(package)
+    assert len(refs) >= 10, refs
+    for filename, name in refs:
+        path = REPO_ROOT / package / filename
+        assert path.is_file(), f"{package}/README.md names {filename}, which is not in {package}/"
+        if name is not None:
+            module = importlib.import_module(f"{package}.{filename[:-3]}") if filename != "walkthrough.py" else None
+            assert module is None or hasattr(module, name), f"{package}/README.md names {filename}:{name}"

@@ -21,3 +21,9 @@ def test_walkthrough_prints_book_values(capsys):
     assert " and established himself in ---->  a" in out
     assert "tensor([[ 0.3374, -0.1778, -0.1690]," in out
     assert tuple(ns["input_embeddings"].shape) == (8, 4, 256)
+
+
+def test_readme_names_only_files_and_objects_that_exist():
+    from conftest import check_readme
+
+    check_readme("ch02_text")

@@ -165,3 +165,9 @@ def test_walkthrough_prints_book_values_and_saves_figure(tmp_path, capsys):
     assert "[[-0.4519,  0.2216]," in out and "[[0.3190, 0.4858]," in out
     assert ns["context_vecs"].shape == (2, 6, 2)
     assert (tmp_path / "ch03_attention_weights.png").stat().st_size > 10_000
+
+
+def test_readme_names_only_files_and_objects_that_exist():
+    from conftest import check_readme
+
+    check_readme("ch03_attention")

@@ -248,3 +248,9 @@ def test_walkthrough_prints_book_values(tmp_path, capsys):
     assert "[[ 0.3613,  0.4222, -0.0711,  ...,  0.3483,  0.4661, -0.2838]," in out
     assert (tmp_path / "ch04_gelu_relu.png").stat().st_size > 10_000
     assert str(torch.tensor([1e-9])) == "tensor([1.0000e-09])"  # print options restored
+
+
+def test_readme_names_only_files_and_objects_that_exist():
+    from conftest import check_readme
+
+    check_readme("ch04_gpt")

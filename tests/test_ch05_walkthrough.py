@@ -60,3 +60,9 @@ def test_a_shorter_run_writes_its_figures_beside_its_checkpoints(monkeypatch, tm
     assert seen["image_dir"] == str(tmp_path)
     chapter.main([])  # the book's run keeps image/
     assert seen["image_dir"] is None
+
+
+def test_readme_names_only_files_and_objects_that_exist():
+    from conftest import check_readme
+
+    check_readme("ch05_pretraining")
