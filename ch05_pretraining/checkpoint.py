@@ -158,7 +158,12 @@ def model_from_checkpoint(path, device="cpu"):
 def _build(ckpt, path, device):
     from .previous_chapters import GPTModel
 
-    model = GPTModel(ckpt["config"])
+    if "ladder" in ckpt["config"]:  # a rung of python -m ch05_pretraining.ladder
+        from .ladder import build_rung
+
+        model = build_rung(ckpt["config"])
+    else:
+        model = GPTModel(ckpt["config"])
     apply_checkpoint(ckpt, model, source=f"checkpoint '{path}'")
     return model.to(device)
 
