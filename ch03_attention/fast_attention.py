@@ -52,7 +52,10 @@ class FastMultiHeadAttention(nn.Module):
         check_context_length(start + num_tokens, self.context_length)
 
         mask, is_causal = None, num_tokens > 1
-        if start > 0 and num_tokens > 1:  # new queries sit at positions start..start+num_tokens-1
+        padding_mask = None if kv_cache is None else kv_cache.attention_mask(start, num_tokens)
+        if padding_mask is not None:  # a batch of left-padded prompts
+            mask, is_causal = padding_mask, False
+        elif start > 0 and num_tokens > 1:  # new queries sit at positions start..start+num_tokens-1
             q_pos = torch.arange(start, start + num_tokens, device=x.device)[:, None]
             mask = torch.arange(start + num_tokens, device=x.device)[None, :] <= q_pos
             is_causal = False

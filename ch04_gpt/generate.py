@@ -83,6 +83,46 @@ def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eo
     return idx
 
 
+def generate_batch(model, prompts, max_new_tokens, pick_next=greedy, eos_id=None, pad_id=0):
+    """Continue several prompts of different lengths at once; returns each row's new token ids.
+
+    The prompts are padded on the left; the KV cache masks the padding and counts each row's
+    positions from its first real token, so every row gets the tokens it would get alone. A row
+    stops at ``eos_id`` (not included); the others go on. Prompt + new tokens must fit the
+    context (a batch does not slide its window).
+
+    >>> # generate_batch(model, [[15496, 11], [40, 1101, 257, 3797]], 10)  -> [[...10 ids], [...10 ids]]
+    """
+    check_max_new_tokens(max_new_tokens)
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise UserInputError("every prompt needs at least one token")
+    longest = max(len(p) for p in prompts)
+    if longest + max_new_tokens > model.context_length:
+        raise UserInputError(f"the longest prompt ({longest} tokens) + {max_new_tokens} new tokens exceed the "
+                             f"context of {model.context_length}: shorten the prompts or generate fewer tokens")
+    if not model.supports_kv_cache:
+        raise UserInputError("batched generation needs the KV cache (impl='fast')")
+    device = model.pos_emb.weight.device
+    idx = torch.tensor([[pad_id] * (longest - len(p)) + list(p) for p in prompts], device=device)
+    cache = model.new_kv_cache(len(prompts))
+    cache.set_padding(torch.tensor([[False] * (longest - len(p)) + [True] * len(p) for p in prompts],
+                                   device=device))
+    out = [[] for _ in prompts]
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    with torch.no_grad():
+        logits = model(idx, kv_cache=cache, last_only=True)
+        for _ in range(max_new_tokens):
+            idx_next = pick_next(logits[:, -1, :])  # (b, 1)
+            if eos_id is not None:
+                done |= idx_next[:, 0] == eos_id
+            for row in (~done).nonzero()[:, 0].tolist():
+                out[row].append(int(idx_next[row, 0]))
+            if bool(done.all()):
+                break
+            logits = model(idx_next.masked_fill(done[:, None], pad_id), kv_cache=cache, last_only=True)
+    return out
+
+
 def generate_text_cached(model, idx, max_new_tokens, context_size):
     """Greedy decoding like ``generate_text_simple``, with the KV cache (fast attention)."""
     return generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, use_cache=True)

@@ -24,6 +24,26 @@ class KVCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.max_len = max_len
         self.pos = 0  # number of positions filled (same for every layer)
+        self.real = None  # (b, max_len) bool, False at left padding: set by set_padding for batched prompts
+        self.offsets = None  # (b,) padding tokens before each row's first real token
+
+    def set_padding(self, prompt_mask: torch.Tensor) -> None:
+        """Rows of a batch padded on the left: ``prompt_mask`` (b, prompt_len) is False at padding.
+
+        Padding is then never attended to, and each row's positions count from its first real
+        token, so every row computes what it would alone.
+        """
+        b, n = prompt_mask.shape
+        self.real = torch.ones(b, self.max_len, dtype=torch.bool, device=prompt_mask.device)
+        self.real[:, :n] = prompt_mask
+        self.offsets = (~prompt_mask).sum(dim=1)
+
+    def positions(self, start: int, num_tokens: int, device) -> torch.Tensor:
+        """Position ids of the next ``num_tokens``: (num_tokens,), or (b, num_tokens) with padding."""
+        pos = torch.arange(start, start + num_tokens, device=device)
+        if self.offsets is None:
+            return pos
+        return (pos[None, :] - self.offsets[:, None]).clamp(min=0)  # (b, num_tokens); padding sits at 0
 
     def reset(self):
         self.pos = 0
@@ -49,3 +69,14 @@ class LayerCache:
         c.keys[self.index][:, :, start:end] = k
         c.values[self.index][:, :, start:end] = v
         return c.keys[self.index][:, :, :end], c.values[self.index][:, :, :end], start
+
+    def attention_mask(self, start: int, num_tokens: int):
+        """None without padding (plain causal attention); else (b, 1, num_tokens, start + num_tokens),
+        True where a query may attend: earlier real keys, and itself (a padding query needs one key)."""
+        real = self.cache.real
+        if real is None:
+            return None
+        q_pos = torch.arange(start, start + num_tokens, device=real.device)[:, None]
+        k_pos = torch.arange(start + num_tokens, device=real.device)[None, :]
+        allowed = (k_pos <= q_pos) & real[:, None, :start + num_tokens]  # (b, num_tokens, keys)
+        return (allowed | (k_pos == q_pos))[:, None]  # (b, 1, num_tokens, keys)

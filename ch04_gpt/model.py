@@ -123,7 +123,9 @@ class GPTModel(nn.Module):
         if kv_cache is not None and not self.supports_kv_cache:
             raise ValueError("the KV cache needs impl='fast' (the book's attention class has none)")
         tok_embeds = self.tok_emb(in_idx)
-        pos_embeds = self.pos_emb(torch.arange(start, start + seq_len, device=in_idx.device))
+        positions = (torch.arange(start, start + seq_len, device=in_idx.device) if kv_cache is None
+                     else kv_cache.positions(start, seq_len, in_idx.device))  # per row with left padding
+        pos_embeds = self.pos_emb(positions)
         x = tok_embeds + pos_embeds  # Shape [batch_size, num_tokens, emb_size]
         x = self.drop_emb(x)
         if kv_cache is None:

@@ -5,6 +5,10 @@
     python -m ch05_pretraining.generate --gpt2 data/gpt2-small-124M.safetensors \\
         --prompt "Every effort moves you" --max-new-tokens 25 --temperature 1.5 --top-k 50
     python -m ch05_pretraining.generate --checkpoint checkpoints/model.pt --interactive
+    python -m ch05_pretraining.generate --gpt2 data/gpt2-small-124M.safetensors --prompt "Hello" --prompt "I am"
+    python -m ch05_pretraining.generate --checkpoint checkpoints/ladder/LM2.pt --interactive
+
+A checkpoint brings its tokenizer (GPT-2's, characters, or a trained BPE) and architecture.
 
 Interactive commands: any text generates a continuation (streamed; Ctrl-C stops it and
 returns to the prompt); ":top N TEXT" shows the N most likely next tokens with
@@ -23,10 +27,11 @@ import torch
 from .checkpoint import CheckpointError, load_model_file
 from .gpt2_weights import load_gpt2_safetensors
 from .previous_chapters import (
-    CliParser, UserInputError, add_device_argument, choose_tokenizer, cli_errors, names_tokenizer, nonneg_float,
+    CliParser, UserInputError, add_device_argument, choose_tokenizer, cli_errors, generate_batch, names_tokenizer,
+    nonneg_float,
     nonneg_int, pick_device, positive_int, probability_mass, set_seed, tokenizer_from_dict,
 )
-from .sampling import SamplingSettings, generate
+from .sampling import SamplingSettings, generate, make_sampler
 from .tokens import text_to_token_ids, token_ids_to_text
 
 
@@ -36,7 +41,9 @@ def build_parser():
     src.add_argument("--checkpoint", help="checkpoint written by ch05_pretraining.train, or a model state dict (.pth)")
     src.add_argument("--gpt2", metavar="SAFETENSORS",
                      help="GPT-2 weights in Hugging Face's layout: model.safetensors or its folder")
-    p.add_argument("--prompt", default="Every effort moves you", help="text to continue")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="text to continue; give it several times to continue several prompts in one batch "
+                        "(None: 'Every effort moves you')")
     p.add_argument("--max-new-tokens", type=nonneg_int, default=50, help="tokens to generate")
     p.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely tokens")
@@ -98,6 +105,14 @@ class Session:
                        top_k=s.top_k, top_p=s.top_p, eos_id=self.eos_id,
                        on_token=None if stream is None else stream.add)
         return token_ids_to_text(out, self.tokenizer)
+
+    def complete_batch(self, prompts: list[str]) -> list[str]:
+        """Several prompts in one batch (left-padded, each row as if alone); prompt + continuation each."""
+        s = self.settings
+        ids = [text_to_token_ids(p, self.tokenizer)[0].tolist() for p in prompts]
+        new = generate_batch(self.model, ids, s.max_new_tokens, pick_next=make_sampler(s.temperature, s.top_k, s.top_p),
+                             eos_id=self.eos_id)
+        return [self.tokenizer.decode(p + n) for p, n in zip(ids, new)]
 
     @torch.no_grad()
     def top(self, n: int, prompt: str) -> list[tuple[str, float]]:
@@ -228,8 +243,13 @@ def main(argv=None):
         session = Session(model, tokenizer, device, settings,
                           eos_id=tokenizer.eot_token if args.stop_at_eos else None)
         set_seed(args.seed)
+        prompts = args.prompt or ["Every effort moves you"]
+        if not args.interactive and len(prompts) > 1:
+            texts = session.complete_batch(prompts)
+            print("\n\n".join(texts))
+            return texts
         if not args.interactive:
-            text = session.complete(args.prompt)
+            text = session.complete(prompts[0])
             print(text)
             return text
         interact(session)

@@ -19,6 +19,6 @@ from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_
 from ch04_gpt.config import (  # noqa: F401
     GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config, preset_heads, validate_config,
 )
-from ch04_gpt.generate import generate_loop, generate_text_simple  # noqa: F401
+from ch04_gpt.generate import generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401
 from ch04_gpt.model import GPTModel, init_gpt2_weights  # noqa: F401

@@ -15,6 +15,12 @@ Under torchrun --nproc_per_node=N it trains with DistributedDataParallel
     python -m ch05_pretraining.train --resume checkpoints/run.pt --epochs 4
     python -m ch05_pretraining.train --data my_corpus.txt --context-length 512 --warmup-steps 100 \\
         --min-lr 4e-5 --grad-clip 1.0 --grad-accum 4
+    python -m ch05_pretraining.train --data data/shakespeare.bin --arch gpt1 --max-steps 2000 --save-every 200 \\
+        --keep-best --n-layers 4 --n-heads 4 --emb-dim 128 --context-length 64 --out checkpoints/shakespeare.pt
+
+--tokenizer gpt2|char|FILE.json picks the tokenizer of a text file (a token file brings its own);
+--arch gpt1 puts LayerNorm after each shortcut; --max-steps/--max-tokens replace --epochs as the
+budget; --save-every and --keep-best write resumable checkpoints during the run.
 
 Ctrl-C stops at the next step boundary and writes a resumable checkpoint. --resume
 continues with the run's own options (data, model, batch size, schedule); schedule

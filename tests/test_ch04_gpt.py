@@ -254,3 +254,22 @@ def test_readme_names_only_files_and_objects_that_exist():
     from conftest import check_readme
 
     check_readme("ch04_gpt")
+
+
+def test_a_batch_of_prompts_gives_each_row_what_it_gets_alone():
+    from ch04_gpt.generate import generate_batch
+
+    torch.manual_seed(0)
+    model = GPTModel({**TINY, "context_length": 24}).eval()
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13, 14, 15], [1], [42, 43, 44, 45, 46]]
+    batch = generate_batch(model, prompts, 12)
+    for prompt, row in zip(prompts, batch):
+        alone = generate_text_cached(model, torch.tensor([prompt]), 12, 24)[0, len(prompt):].tolist()
+        assert row == alone
+    eos = batch[1][4]  # a token row 1 makes: that row stops there (others may stop at it too)
+    stopped = generate_batch(model, prompts, 12, eos_id=eos)
+    assert stopped[1] == batch[1][:4]
+    for row, full in zip(stopped, batch):
+        assert row == full[:full.index(eos)] if eos in full else row == full
+    with pytest.raises(ValueError, match="exceed the context of 24"):
+        generate_batch(model, prompts, 20)

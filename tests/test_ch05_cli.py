@@ -199,3 +199,16 @@ def test_keep_freed_memory_serves_a_big_block_again_without_page_faults():
         assert sum(faults[-3:]) < 2000, faults
     finally:
         keep_freed_memory(False)
+
+
+def test_generate_continues_several_prompts_in_one_batch(tiny_ckpt, capsys):
+    from ch05_pretraining.generate import main
+
+    prompts = ["Every effort", "I had always thought Jack", "The"]
+    alone = [main(["--checkpoint", str(tiny_ckpt), "--prompt", p, "--max-new-tokens", "6"]) for p in prompts]
+    args = ["--checkpoint", str(tiny_ckpt), "--max-new-tokens", "6"]
+    for p in prompts:
+        args += ["--prompt", p]
+    capsys.readouterr()
+    assert main(args) == alone
+    assert capsys.readouterr().out.strip() == "\n\n".join(alone)
