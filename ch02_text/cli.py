@@ -10,9 +10,9 @@ any work starts; ``--help`` shows every default.
 >>> positive_int("0")
 Traceback (most recent call last):
 argparse.ArgumentTypeError: must be a positive integer, got '0'
->>> finite_float("nan")
+>>> nonneg_float("nan")
 Traceback (most recent call last):
-argparse.ArgumentTypeError: must be a finite number, got 'nan'
+argparse.ArgumentTypeError: must be a number >= 0, got 'nan'
 """
 
 from __future__ import annotations
@@ -43,10 +43,6 @@ def positive_int(text):
 
 def nonneg_int(text):
     return _number(int, text, lambda v: v >= 0, "an integer >= 0")
-
-
-def finite_float(text):
-    return _number(float, text, lambda v: True, "a finite number")
 
 
 def positive_float(text):

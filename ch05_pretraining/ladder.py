@@ -32,7 +32,6 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .book_loop import plot_losses
 from .checkpoint import save_checkpoint
 from .previous_chapters import (
     TOKENIZER_CHOICES, CausalAttention, CliParser, FeedForward, GPTModel, MultiHeadAttention, UserInputError,

@@ -1,14 +1,14 @@
 """What chapter 5 uses from chapters 2-4, re-exported (no copies)."""
 
 from ch02_text.cli import (  # noqa: F401
-    CliParser, add_device_argument, chapter_parser, cli_errors, fraction, finite_float, nonneg_float,
+    CliParser, add_device_argument, chapter_parser, cli_errors, fraction, nonneg_float,
     nonneg_int, positive_float, positive_int, probability_mass, run_exercises, run_walkthrough, unit_interval,
 )
 from ch02_text.common import (  # noqa: F401
-    DataFileError, UserInputError, atomic_write_bytes, atomic_writer, check_writable, find_data_file,
+    UserInputError, atomic_write_bytes, atomic_writer, check_writable, find_data_file,
     find_local_data_file, pick_device, read_data_text, read_text_file, resolve_input, save_figure, set_seed,
 )
-from ch02_text.dataloader import GPTDatasetV1, create_dataloader_v1  # noqa: F401
+from ch02_text.dataloader import create_dataloader_v1  # noqa: F401
 from ch02_text.tokenizer_choice import (  # noqa: F401
     CHOICES as TOKENIZER_CHOICES, choose_tokenizer, describe as describe_tokenizer, names_tokenizer,
     tokenizer_from_dict, tokenizer_to_dict,
@@ -17,7 +17,7 @@ from ch02_text.tokenizers import SPECIAL_TOKENS, gpt2_tokenizer  # noqa: F401
 from ch03_attention.attention import CausalAttention, MultiHeadAttention  # noqa: F401
 from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_state_dict  # noqa: F401
 from ch04_gpt.config import (  # noqa: F401
-    GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config, preset_heads, validate_config,
+    GPT_CONFIG_124M, estimate, model_config, preset_heads, validate_config,
 )
 from ch04_gpt.generate import generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401

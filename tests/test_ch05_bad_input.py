@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ch02_text.cli import cli_errors
-from ch05_pretraining.checkpoint import read_checkpoint, save_checkpoint
+from ch05_pretraining.checkpoint import read_checkpoint
 from conftest import TINY, TINY_ARGS
 
 @pytest.fixture(scope="module")
