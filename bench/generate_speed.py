@@ -2,6 +2,9 @@
 
     python -m bench.generate_speed             # 200 new tokens, batch 1, CPU
     python -m bench.generate_speed --batched   # generate_batch: tokens/s for batches of 1, 4 and 16 prompts
+    python -m bench.generate_speed --dtypes --checkpoint checkpoints/model_and_optimizer.pth
+        # fp32 vs bf16 decoding against the memory-bandwidth limit, transformers beside them, and how often
+        # bf16's greedy choice differs from fp32's on the validation text (teacher-forced, chapter-5 model)
 
 Both loops start from "Hello, I am" with the same seed-123 weights; the script also
 checks that they produce the same tokens.
@@ -33,9 +36,14 @@ def main(argv=None):
     p.add_argument("--new-tokens", type=int, default=200)
     p.add_argument("--prompt", default="Hello, I am")
     p.add_argument("--batched", action="store_true", help="time generate_batch at batch 1, 4 and 16 instead")
+    p.add_argument("--dtypes", action="store_true", help="fp32 vs bf16 decoding and the bandwidth limit instead")
+    p.add_argument("--checkpoint", default="checkpoints/model_and_optimizer.pth",
+                   help="--dtypes: the chapter-5 model for the greedy-agreement check")
     args = p.parse_args(argv)
     if args.batched:
         return batched(args.new_tokens)
+    if args.dtypes:
+        return dtypes(args.new_tokens, args.checkpoint)
 
     torch.manual_seed(123)
     book = GPTModel(GPT_CONFIG_124M, impl="book").eval()
@@ -80,6 +88,88 @@ def batched(n, sizes=(1, 4, 16)):
         _, seconds = timed(lambda: generate_batch(model, prompts[:size], n))
         rates[size] = size * n / seconds
         print(f"| {size} | {seconds:.2f} | {rates[size]:.1f} | {rates[size] / rates[sizes[0]]:.2f}x |")
+    return rates
+
+
+def memory_bandwidth(megabytes=512, repeats=5) -> float:
+    """Bytes per second of a large copy (each byte read once and written once), best of ``repeats``."""
+    src = torch.ones(megabytes * 2 ** 20 // 4)
+    dst = torch.empty_like(src)
+    best = min(timed(lambda: dst.copy_(src))[1] for _ in range(repeats))
+    return 2 * src.numel() * 4 / best
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights one decoding step reads: everything but the two embedding look-ups (the head is read)."""
+    lookups = model.tok_emb.weight.numel() * (0 if model.cfg["tie_weights"] else 1) + model.pos_emb.weight.numel()
+    params = sum(p.numel() for p in model.parameters()) - lookups
+    return params * next(model.parameters()).element_size()
+
+
+def greedy_agreement(checkpoint):
+    """Teacher-forced over the-verdict's validation text: share of positions whose greedy token differs
+    between fp32 and bf16, and the largest logit difference, for the chapter-5 model."""
+    from ch02_text.common import read_data_text
+    from ch05_pretraining.checkpoint import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(checkpoint)
+    model.eval()
+    text = read_data_text("the-verdict.txt")
+    ids = torch.tensor(gpt2_tokenizer().encode(text[int(0.9 * len(text)):]))
+    ctx = model.context_length
+    windows = ids[: len(ids) // ctx * ctx].view(-1, ctx)
+    with torch.no_grad():
+        fp32 = model(windows)
+        bf16 = model.to(torch.bfloat16)(windows).float()
+    differ = (fp32.argmax(-1) != bf16.argmax(-1)).float().mean().item()
+    return differ, (fp32 - bf16).abs().max().item(), windows.numel()
+
+
+def dtypes(n, checkpoint):
+    torch.manual_seed(123)
+    book = GPTModel(GPT_CONFIG_124M, impl="book").eval()
+    fast = GPTModel(GPT_CONFIG_124M).eval()
+    fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
+    idx = torch.tensor([gpt2_tokenizer().encode("Hello, I am")])
+    ctx = GPT_CONFIG_124M["context_length"]
+    bandwidth = memory_bandwidth()
+    bf16 = GPTModel(GPT_CONFIG_124M).eval()
+    bf16.load_state_dict(fast.state_dict())
+    bf16 = bf16.to(torch.bfloat16)
+    runs = {"book loop (generate_text_simple), fp32": (book, lambda: generate_text_simple(book, idx, n, ctx)),
+            "KV cache, fp32": (fast, lambda: generate_text_cached(fast, idx, n, ctx)),
+            "KV cache, bf16": (bf16, lambda: generate_text_cached(bf16, idx, n, ctx))}
+    try:
+        import tempfile
+
+        import transformers
+
+        from ch05_pretraining.gpt2_weights import export_gpt2_safetensors
+
+        with tempfile.TemporaryDirectory() as tmp:
+            export_gpt2_safetensors(fast, tmp)
+            hf = transformers.GPT2LMHeadModel.from_pretrained(tmp).eval()
+        runs["transformers GPT2LMHeadModel.generate (its cache), fp32"] = (fast, lambda: hf.generate(
+            idx, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=50256))
+    except ImportError:
+        pass
+    print(f"machine: {machine_line()}; memory bandwidth (copy) {bandwidth / 1e9:.1f} GB/s")
+    print(f"GPT-124M (seed 123), {n} new tokens, batch 1, greedy")
+    print("| decoding | tokens/s | weight bytes per token | limit (bandwidth / bytes) | share of the limit |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    rates = {}
+    for name, (model, fn) in runs.items():
+        fn() if "transformers" in name else None  # transformers' first call sets itself up
+        _, seconds = timed(fn)
+        rates[name] = n / seconds
+        per_token = weight_bytes_per_token(model)
+        limit = bandwidth / per_token
+        print(f"| {name} | {rates[name]:.1f} | {per_token / 1e6:.0f} MB | {limit:.0f} | {rates[name] / limit:.0%} |")
+    same = torch.equal(runs["KV cache, fp32"][1](), runs["book loop (generate_text_simple), fp32"][1]())
+    print(f"fp32 KV cache = book loop, token for token: {same}")
+    differ, max_diff, positions = greedy_agreement(checkpoint)
+    print(f"bf16 vs fp32, teacher-forced over the-verdict's validation text ({positions} positions, "
+          f"{checkpoint}): greedy choice differs at {differ:.2%}, largest logit difference {max_diff:.3f}")
     return rates
 
 

@@ -204,6 +204,20 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 matmuls in hardware: AVX512-BF16/AMX on CPU, a bf16 GPU on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
 def set_seed(seed: int) -> None:
     """Seed torch (CPU and all GPUs) and Python's ``random`` the way the book does."""
     random.seed(seed)

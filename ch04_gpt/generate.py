@@ -17,7 +17,25 @@ from __future__ import annotations
 
 import torch
 
-from .previous_chapters import UserInputError
+from .previous_chapters import UserInputError, bf16_supported
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def decode_dtype(device, name: str = "auto") -> torch.dtype:
+    """The dtype to generate in: ``auto`` = bf16 where the processor has it (bf16 GPUs, AVX512-BF16/AMX
+    CPUs), else fp32. Decoding one token reads every weight once, so half the bytes is up to twice the
+    speed; fp32 gives the book's exact texts.
+
+    >>> decode_dtype(torch.device("cpu"), "float32")
+    torch.float32
+    """
+    if name == "auto":
+        return torch.bfloat16 if bf16_supported(torch.device(device)) else torch.float32
+    if name not in DTYPES:
+        raise UserInputError(f"dtype {name!r}: use auto, float32 or bfloat16")
+    return DTYPES[name]
 
 
 def check_max_new_tokens(max_new_tokens: int) -> None:
@@ -74,7 +92,7 @@ def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eo
             logits = model(idx[:, -context_size:], kv_cache=cache, last_only=True)
         else:  # feed only the newest token
             logits = model(idx[:, -1:], kv_cache=cache, last_only=True)
-        idx_next = pick_next(logits[:, -1, :])
+        idx_next = pick_next(logits[:, -1, :].float())  # fp32 even for a bf16 model: same sampling math
         if eos_id is not None and bool(torch.all(idx_next == eos_id)):
             break
         idx = torch.cat((idx, idx_next), dim=1)
@@ -112,7 +130,7 @@ def generate_batch(model, prompts, max_new_tokens, pick_next=greedy, eos_id=None
     with torch.no_grad():
         logits = model(idx, kv_cache=cache, last_only=True)
         for _ in range(max_new_tokens):
-            idx_next = pick_next(logits[:, -1, :])  # (b, 1)
+            idx_next = pick_next(logits[:, -1, :].float())  # (b, 1)
             if eos_id is not None:
                 done |= idx_next[:, 0] == eos_id
             for row in (~done).nonzero()[:, 0].tolist():

@@ -62,10 +62,10 @@ def chapter_model(args):
     print(f"{path} not found (python -m ch05_pretraining writes it after 10 epochs): "
           "training the chapter's model for 1 epoch first")
     cfg = {**GPT_CONFIG_124M, "context_length": 256}
-    torch.manual_seed(123)
+    train_loader, val_loader = verdict_loaders(cfg["context_length"])
+    torch.manual_seed(123)  # the chapter's order: loaders, then the model, then training draws the shuffles
     model = GPTModel(cfg, impl="book")
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
-    train_loader, val_loader = verdict_loaders(cfg["context_length"])
     train_model_simple(model, train_loader, val_loader, optimizer, "cpu", num_epochs=1, eval_freq=5, eval_iter=5,
                        start_context="Every effort moves you", tokenizer=gpt2_tokenizer())
     save_checkpoint(path, model, optimizer, step=len(train_loader), epoch=1)

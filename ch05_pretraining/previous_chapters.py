@@ -5,7 +5,7 @@ from ch02_text.cli import (  # noqa: F401
     nonneg_int, positive_float, positive_int, probability_mass, run_exercises, run_walkthrough, unit_interval,
 )
 from ch02_text.common import (  # noqa: F401
-    UserInputError, atomic_write_bytes, atomic_writer, check_writable, find_data_file,
+    UserInputError, atomic_write_bytes, bf16_supported, atomic_writer, check_writable, find_data_file,
     find_local_data_file, pick_device, read_data_text, read_text_file, resolve_input, save_figure, set_seed,
 )
 from ch02_text.dataloader import create_dataloader_v1  # noqa: F401
@@ -19,6 +19,6 @@ from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_
 from ch04_gpt.config import (  # noqa: F401
     GPT_CONFIG_124M, estimate, model_config, preset_heads, validate_config,
 )
-from ch04_gpt.generate import generate_batch, generate_loop, generate_text_simple  # noqa: F401
+from ch04_gpt.generate import decode_dtype, generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401
 from ch04_gpt.model import GPTModel, init_gpt2_weights  # noqa: F401

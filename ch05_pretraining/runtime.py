@@ -15,19 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 matmuls in hardware: AVX512-BF16/AMX on CPU, a bf16 GPU on CUDA."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
+from .previous_chapters import bf16_supported  # noqa: F401 (re-exported for the benches)
 
 
 def keep_freed_memory(keep: bool = True) -> bool:

@@ -273,3 +273,22 @@ def test_a_batch_of_prompts_gives_each_row_what_it_gets_alone():
         assert row == full[:full.index(eos)] if eos in full else row == full
     with pytest.raises(ValueError, match="exceed the context of 24"):
         generate_batch(model, prompts, 20)
+
+
+def test_decoding_in_bf16_keeps_the_cache_in_bf16_and_follows_fp32():
+    from ch04_gpt.generate import decode_dtype
+
+    assert decode_dtype("cpu", "float32") == torch.float32 and decode_dtype("cpu", "bfloat16") == torch.bfloat16
+    torch.manual_seed(0)
+    model = GPTModel({**TINY, "context_length": 24}).eval()
+    idx = torch.randint(0, 97, (1, 6))
+    with torch.no_grad():
+        fp32 = model(idx)[0, -1]
+    bf16 = GPTModel({**TINY, "context_length": 24}).eval()
+    bf16.load_state_dict(model.state_dict())
+    bf16 = bf16.to(torch.bfloat16)
+    assert bf16.new_kv_cache(1).keys[0].dtype == torch.bfloat16
+    with torch.no_grad():
+        torch.testing.assert_close(bf16(idx)[0, -1].float(), fp32, atol=0.1, rtol=0.05)
+    out = generate_text_cached(bf16, idx, 10, 24)
+    assert out.shape == (1, 16) and torch.equal(out[:, :6], idx)

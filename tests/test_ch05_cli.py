@@ -212,3 +212,16 @@ def test_generate_continues_several_prompts_in_one_batch(tiny_ckpt, capsys):
     capsys.readouterr()
     assert main(args) == alone
     assert capsys.readouterr().out.strip() == "\n\n".join(alone)
+
+
+def test_generate_dtype_option(tiny_ckpt, capsys):
+    from ch05_pretraining.generate import main
+
+    fp32 = main(["--checkpoint", str(tiny_ckpt), "--prompt", "Every effort", "--max-new-tokens", "5",
+                 "--dtype", "float32"])
+    bf16 = main(["--checkpoint", str(tiny_ckpt), "--prompt", "Every effort", "--max-new-tokens", "5",
+                 "--dtype", "bfloat16"])
+    assert fp32.startswith("Every effort") and bf16.startswith("Every effort")
+    with pytest.raises(SystemExit) as info:
+        main(["--checkpoint", str(tiny_ckpt), "--dtype", "float16"])
+    assert info.value.code == 1 and "argument --dtype" in capsys.readouterr().err
