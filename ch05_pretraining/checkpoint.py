@@ -42,18 +42,20 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,
-                    trainer_state=None, rng=None, run_options=None) -> Path:
+                    trainer_state=None, rng=None, run_options=None, model_state=None, optimizer_state=None) -> Path:
     """Write a resumable checkpoint atomically; returns the path.
 
     ``run_options``: the command-line options of the run (plain values), so a resume can
-    continue with them and refuse changes that would break it.
+    continue with them and refuse changes that would break it. ``model_state``/``optimizer_state``:
+    states gathered already (a sharded model's, see sharding.py) instead of the objects' own.
     """
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "config": dict(model.cfg),
-        "model": model.state_dict(),
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "model": model.state_dict() if model_state is None else model_state,
+        "optimizer": optimizer_state if optimizer_state is not None else (
+            None if optimizer is None else optimizer.state_dict()),
         "step": int(step),
         "epoch": int(epoch),
         "rng": rng_state() if rng is None else rng,
@@ -146,7 +148,9 @@ def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> N
     if optimizer is not None:
         if ckpt["optimizer"] is None:
             raise CheckpointError(f"{source} holds no optimizer state: it cannot resume training")
-        optimizer.load_state_dict(ckpt["optimizer"])
+        from .sharding import load_optimizer_state
+
+        load_optimizer_state(model, optimizer, ckpt["optimizer"])
 
 
 def model_from_checkpoint(path, device="cpu"):

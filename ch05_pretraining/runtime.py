@@ -77,6 +77,18 @@ def init_distributed(device):
     return dist.get_rank(), world_size, device
 
 
+def finish_distributed(completed: bool = True) -> None:
+    """Leave the torchrun job's process group together: after a completed run every rank waits at a
+    barrier first (rank 0 may still be writing the checkpoint), then all destroy the group. A process
+    that exits while its peers still use the group can abort in gloo's threads ("terminate called")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if completed:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 @dataclass(frozen=True)
 class Runtime:
     """The fast path's settings, or the book's (``book=True``): chosen once per run."""

@@ -49,7 +49,8 @@ from .previous_chapters import (
     positive_float, positive_int, read_text_file, resolve_input, save_figure, set_seed, tokenizer_from_dict, tokenizer_to_dict,
     unit_interval,
 )
-from .runtime import Runtime, init_distributed
+from .runtime import Runtime, finish_distributed, init_distributed
+from .sharding import full_state, load_optimizer_state, shard
 from .token_data import TokenFile, TokenWindows
 from .trainer import StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
@@ -129,6 +130,9 @@ def build_parser():
                      help="the book's exact loop: the book's layers, fp32, plain AdamW, glibc's default allocator")
     run.add_argument("--no-amp", action="store_true", help="fast path without bf16 autocast")
     run.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
+    run.add_argument("--fsdp", action="store_true",
+                     help="under torchrun: shard parameters, gradients and AdamW state over the processes "
+                          "(FSDP2) instead of replicating them (DDP); no per-epoch sample")
     run.add_argument("--compile", action="store_true",
                      help="torch.compile the model (opt-in: measured slower on CPU here, see bench/README.md)")
     return p
@@ -277,7 +281,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
     with cli_errors():
-        return run(args, explicit)
+        completed = False
+        try:
+            state = run(args, explicit)
+            completed = True
+            return state
+        finally:
+            finish_distributed(completed)
 
 
 def run(args, explicit=None):
@@ -303,6 +313,9 @@ def run(args, explicit=None):
     runtime.apply(device, args.threads)
 
     rank, world_size, device = init_distributed(device)
+    if args.fsdp and world_size < 2:
+        raise UserInputError("--fsdp shards over several processes: start it with torchrun --nproc_per_node=N "
+                             "(N >= 2)")
     set_seed(args.seed)
     train_loader, val_loader = make_loaders(args, train_ds, val_ds, rank, world_size, args.seed)
     tokens_per_step = args.batch_size * cfg["context_length"] * args.grad_accum * world_size
@@ -310,29 +323,40 @@ def run(args, explicit=None):
     settings = TrainSettings(
         epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
-        grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype)
+        grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype,
+        sample_tokens=0 if args.fsdp else 50)  # a sharded sample would need every rank: none
 
     set_seed(args.seed)
     model = GPTModel(cfg)
     if args.init == "gpt2" and resume is None:
         init_gpt2_weights(model)
     model = model.to(device)
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw,
+    if resume is not None:
+        apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
+    if args.fsdp:
+        shard(model)  # before the optimizer: it must hold the sharded parameters
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw and not args.fsdp,
                                betas=(args.beta1, args.beta2), decay=args.decay)
     state = restore(resume, model, optimizer, args, settings) if resume is not None else None
 
     model_for_training = wrap_model(model, device, rank, world_size, args)
-    if rank != 0:
+    if rank != 0 and not args.fsdp:
         return _train_worker(model_for_training, optimizer, train_loader, val_loader, device, settings,
                              tokenizer, state)
-    print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args, tokenizer)
-    for line in changes:
-        print(f"resume: {line}")
+    is_main = rank == 0  # with --fsdp every rank comes here: saving gathers from all of them
+    if is_main:
+        print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
+                         tokenizer)
+        for line in changes:
+            print(f"resume: {line}")
 
     def save(path, state):
-        save_checkpoint(path, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
-                        tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(), rng=state.rng_now,
-                        run_options=vars(args))
+        model_state, optimizer_state = full_state(model, optimizer) if args.fsdp else (None, None)
+        if is_main:
+            save_checkpoint(path, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
+                            tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(),
+                            rng=state.rng_now, run_options=vars(args), model_state=model_state,
+                            optimizer_state=optimizer_state)
 
     def on_step(state):
         if args.save_every and (state.global_step + 1) % args.save_every == 0:
@@ -341,8 +365,11 @@ def run(args, explicit=None):
             save(best_path(out), state)
 
     state, stopped, seconds, new_tokens = train_with_progress(
-        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step)
+        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step,
+        is_main)
     save(out, state)
+    if not is_main:
+        return state
     if stopped:
         print(f"interrupted: saved a resumable checkpoint to {out} (continue with --resume {out})",
               file=sys.stderr)
@@ -374,8 +401,10 @@ def stored_tokenizer(ckpt) -> dict:
 
 
 def restore(ckpt, model, optimizer, args, settings) -> TrainState:
-    """Load a checkpoint's weights, optimizer and RNG into a fresh run; returns its TrainState."""
-    apply_checkpoint(ckpt, model, optimizer, f"checkpoint '{args.resume}'")
+    """Load a checkpoint's optimizer state and RNG into a fresh run (its weights are loaded already)."""
+    if ckpt["optimizer"] is None:
+        raise CheckpointError(f"checkpoint '{args.resume}' holds no optimizer state: it cannot resume training")
+    load_optimizer_state(model, optimizer, ckpt["optimizer"])
     for group in optimizer.param_groups:  # settings given again on resume apply from now on
         group["betas"] = (args.beta1, args.beta2)
         if group["weight_decay"] > 0:  # a no-decay group (--decay matrices) stays at 0
@@ -393,8 +422,10 @@ def restore(ckpt, model, optimizer, args, settings) -> TrainState:
 
 
 def wrap_model(model, device, rank, world_size, args):
-    """DistributedDataParallel under torchrun, torch.compile if asked: what the trainer calls."""
-    if world_size > 1:
+    """DistributedDataParallel under torchrun (unless sharded), torch.compile if asked: what the trainer calls."""
+    if args.fsdp:
+        set_seed(args.seed + rank)  # different dropout masks per process
+    elif world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         set_seed(args.seed + rank)  # different dropout masks per process, same weights (DDP broadcasts)
@@ -416,13 +447,13 @@ def print_run_header(model, cfg, settings, device, world_size, data_path, train_
 
 
 def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
-                        on_step=None):
+                        on_step=None, is_main=True):
     """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop.
 
     Returns ``(state, stopped, seconds, tokens trained in this process)``.
     """
     progress = None
-    if not args.no_progress and sys.stderr.isatty():
+    if is_main and not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm
 
         tokens_per_batch = args.batch_size * unwrap(model).context_length
@@ -432,9 +463,9 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
         progress = tqdm(total=batches * tokens_per_batch,
                         initial=done * tokens_per_batch, unit="tok", unit_scale=True, dynamic_ncols=True,
                         file=sys.stderr)
-    log = progress.write if progress is not None else print
+    log = progress.write if progress is not None else print if is_main else (lambda *_: None)
     trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
-                      tokenizer=tokenizer, log=log, progress=progress, on_step=on_step)
+                      tokenizer=tokenizer, log=log, progress=progress, on_step=on_step, is_main=is_main)
     stop = StopRequest()
     start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
     try:

@@ -4,6 +4,7 @@ import argparse
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -27,23 +28,29 @@ def fresh():
     return model, torch.optim.SGD(model.parameters(), lr=0.5)
 
 
-def worker(rank, world_size, port, out_path):
+def worker(rank, world_size, port, out_path, sharded=False):
+    """One optimizer step on each rank's shard of the batch, replicated (DDP) or sharded (FSDP2)."""
     from torch.nn.parallel import DistributedDataParallel
 
+    from ch05_pretraining.sharding import full_state, shard
     from ch05_pretraining.train import make_loaders
     from ch05_pretraining.trainer import Trainer, TrainSettings
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        model, opt = fresh()
+        model, _ = fresh()
+        if sharded:
+            shard(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
         ds = dataset()
         train_loader, val_loader = make_loaders(argparse.Namespace(batch_size=2), ds, ds, rank, world_size, seed=123)
-        ddp = DistributedDataParallel(model)
-        Trainer(ddp, opt, train_loader, val_loader, "cpu", TrainSettings(epochs=1, eval_freq=1000, lr=0.5)).fit(
+        wrapped = model if sharded else DistributedDataParallel(model)
+        Trainer(wrapped, opt, train_loader, val_loader, "cpu", TrainSettings(epochs=1, eval_freq=1000, lr=0.5)).fit(
             stop_after_steps=1)
+        params = full_state(model, opt)[0] if sharded else model.state_dict()  # gathering is collective
         if rank == 0:
-            torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out_path)
+            torch.save({k: v.detach().clone() for k, v in params.items()}, out_path)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -54,9 +61,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
+@pytest.mark.parametrize("sharded", [False, True], ids=["ddp", "fsdp"])
+def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path, sharded):
     out = tmp_path / "ddp.pt"
-    mp.start_processes(worker, args=(2, free_port(), str(out)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(worker, args=(2, free_port(), str(out), sharded), nprocs=2, join=True, start_method="spawn")
     ddp_params = torch.load(out, weights_only=True)
 
     # the samples each rank saw in its first batch
@@ -76,3 +84,27 @@ def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     for name, value in model.state_dict().items():
         torch.testing.assert_close(ddp_params[name], value, atol=1e-6, rtol=1e-5, msg=name)
     assert not torch.equal(ddp_params["tok_emb.weight"], fresh()[0].state_dict()["tok_emb.weight"])
+
+
+def test_fsdp_cli_run_saves_one_checkpoint_that_resumes_in_one_process(corpus, tmp_path):
+    """train --fsdp under torchrun (2 gloo processes), then --resume without torchrun."""
+    import subprocess
+    import sys
+
+    from ch02_text.common import REPO_ROOT
+    from ch05_pretraining.checkpoint import read_checkpoint
+
+    out = tmp_path / "fsdp.pt"
+    tiny = ["--n-layers", "2", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32", "--batch-size", "2",
+            "--eval-freq", "2", "--eval-iter", "2", "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "ch05_pretraining.train", "--fsdp", "--data", str(corpus), *tiny, "--max-steps", "3",
+                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = read_checkpoint(out)
+    assert ckpt["trainer_state"]["global_step"] == 2 and "trf_blocks.1.ff.layers.0.weight" in ckpt["model"]
+    assert ckpt["model"]["tok_emb.weight"].shape == (50257, 32)  # whole, not a shard
+    proc = subprocess.run([sys.executable, "-m", "ch05_pretraining.train", "--resume", str(out), "--max-steps", "5"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_checkpoint(out)["trainer_state"]["global_step"] == 4
