@@ -31,11 +31,14 @@ options that would change the model or the data order are refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import sys
 import time
 from pathlib import Path
+
+STARTED = [time.perf_counter()]  # before torch is imported: the first run's --breakdown counts the imports too
 
 import numpy as np
 import torch
@@ -52,7 +55,7 @@ from .previous_chapters import (
 from .runtime import Runtime, finish_distributed, init_distributed
 from .sharding import full_state, load_optimizer_state, shard
 from .token_data import TokenFile, TokenWindows
-from .trainer import StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
+from .trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
 DEFAULT_OUT = "checkpoints/model.pt"
 ARCHS = {"gpt2": "pre", "gpt1": "post"}  # --arch -> where LayerNorm sits in each block
@@ -133,6 +136,9 @@ def build_parser():
     run.add_argument("--fsdp", action="store_true",
                      help="under torchrun: shard parameters, gradients and AdamW state over the processes "
                           "(FSDP2) instead of replicating them (DDP); no per-epoch sample")
+    run.add_argument("--breakdown", action="store_true",
+                     help="print where the whole run's time went: start-up, data, forward + backward, optimizer, "
+                          "evaluation, samples, checkpoints, plot")
     run.add_argument("--compile", action="store_true",
                      help="torch.compile the model (opt-in: measured slower on CPU here, see bench/README.md)")
     return p
@@ -295,14 +301,20 @@ def run(args, explicit=None):
 
     explicit = {} if explicit is None else explicit
     device = pick_device(args.device)
+    started = STARTED.pop() if STARTED else time.perf_counter()  # a later run in this process: from now
+    clock = PhaseClock(device, start=started) if args.breakdown else None
+    timed = clock.phase if clock else (lambda name: contextlib.nullcontext())
+    if clock:
+        clock.seconds["start-up: Python and imports"] = time.perf_counter() - started
     resume, changes = None, []
     if args.resume:
         resume = read_checkpoint(args.resume, map_location=device)
         changes = merge_resume_options(args, explicit, resume, args.resume)
     runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
     context_length = resume["config"]["context_length"] if resume is not None else args.context_length
-    data_path, tokenizer, train_ds, val_ds = load_datasets(
-        args, context_length, None if resume is None else stored_tokenizer(resume), explicit)
+    with timed("start-up: reading and tokenizing the data"):
+        data_path, tokenizer, train_ds, val_ds = load_datasets(
+            args, context_length, None if resume is None else stored_tokenizer(resume), explicit)
     cfg = resume["config"] if resume is not None else build_model_config(args, runtime.impl, tokenizer.n_vocab)
     if cfg["vocab_size"] != tokenizer.n_vocab:
         raise CheckpointError(f"checkpoint '{args.resume}' has {cfg['vocab_size']} token embeddings but the "
@@ -326,17 +338,18 @@ def run(args, explicit=None):
         grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype,
         sample_tokens=0 if args.fsdp else 50)  # a sharded sample would need every rank: none
 
-    set_seed(args.seed)
-    model = GPTModel(cfg)
-    if args.init == "gpt2" and resume is None:
-        init_gpt2_weights(model)
-    model = model.to(device)
-    if resume is not None:
-        apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
-    if args.fsdp:
-        shard(model)  # before the optimizer: it must hold the sharded parameters
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw and not args.fsdp,
-                               betas=(args.beta1, args.beta2), decay=args.decay)
+    with timed("start-up: building the model"):
+        set_seed(args.seed)
+        model = GPTModel(cfg)
+        if args.init == "gpt2" and resume is None:
+            init_gpt2_weights(model)
+        model = model.to(device)
+        if resume is not None:
+            apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
+        if args.fsdp:
+            shard(model)  # before the optimizer: it must hold the sharded parameters
+        optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw and not args.fsdp,
+                                   betas=(args.beta1, args.beta2), decay=args.decay)
     state = restore(resume, model, optimizer, args, settings) if resume is not None else None
 
     model_for_training = wrap_model(model, device, rank, world_size, args)
@@ -366,8 +379,9 @@ def run(args, explicit=None):
 
     state, stopped, seconds, new_tokens = train_with_progress(
         model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step,
-        is_main)
-    save(out, state)
+        is_main, clock)
+    with timed("final checkpoint"):
+        save(out, state)
     if not is_main:
         return state
     if stopped:
@@ -375,12 +389,15 @@ def run(args, explicit=None):
               file=sys.stderr)
         raise SystemExit(130)
     if state.train_losses:
-        save_figure(loss_figure(state, settings, len(train_loader) * tokens_per_step / args.grad_accum, tokens_per_step),
-                    plot_path.name, plot_path.parent)
+        with timed("loss plot"):
+            save_figure(loss_figure(state, settings, len(train_loader) * tokens_per_step / args.grad_accum,
+                                    tokens_per_step), plot_path.name, plot_path.parent)
     final = (f"; final train loss {state.train_losses[-1]:.3f}, val loss {state.val_losses[-1]:.3f}"
              if state.val_losses else "")
     print(f"trained {new_tokens:,} tokens in {seconds / 60:.2f} minutes ({new_tokens / seconds:.0f} tokens/s)"
           f"{final}; saved checkpoint {out} and loss plot {plot_path}")
+    if clock is not None:
+        print(clock.table(new_tokens))
     return state
 
 
@@ -447,7 +464,7 @@ def print_run_header(model, cfg, settings, device, world_size, data_path, train_
 
 
 def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
-                        on_step=None, is_main=True):
+                        on_step=None, is_main=True, clock=None):
     """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop.
 
     Returns ``(state, stopped, seconds, tokens trained in this process)``.
@@ -465,7 +482,8 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
                         file=sys.stderr)
     log = progress.write if progress is not None else print if is_main else (lambda *_: None)
     trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
-                      tokenizer=tokenizer, log=log, progress=progress, on_step=on_step, is_main=is_main)
+                      tokenizer=tokenizer, log=log, progress=progress, on_step=on_step, is_main=is_main,
+                      clock=clock)
     stop = StopRequest()
     start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
     try:

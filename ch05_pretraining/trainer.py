@@ -18,6 +18,8 @@ import contextlib
 import itertools
 import math
 import signal
+import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -136,6 +138,53 @@ class StopRequest:
             signal.signal(signal.SIGINT, previous)
 
 
+class PhaseClock:
+    """Wall time of a run's phases (``train --breakdown``): where a whole run's time goes.
+
+    >>> clock = PhaseClock()
+    >>> with clock.phase("evaluation"):
+    ...     pass
+    >>> list(clock.seconds)
+    ['evaluation']
+    """
+
+    def __init__(self, device="cpu", start: float | None = None):
+        self.start = time.perf_counter() if start is None else start
+        self.seconds = defaultdict(float)
+        self.sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        self.sync()  # a GPU's queued work belongs to the phase that queued it
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.seconds[name] += time.perf_counter() - began
+
+    def table(self, tokens: int = 0) -> str:
+        """One line per phase (seconds, share of the whole run) and the total since ``start``."""
+        total = time.perf_counter() - self.start
+        rows = [(name, sec) for name, sec in self.seconds.items() if sec >= 0.005]
+        rows.append(("the rest (loaders, optimizer set-up, output)", total - sum(self.seconds.values())))
+        width = max(len(name) for name, _ in rows)
+        lines = [f"{name:<{width}}  {sec:8.2f} s  {100 * sec / total:5.1f} %" for name, sec in rows]
+        steps = self.seconds.get("forward + backward", 0.0) + self.seconds.get("optimizer step", 0.0)
+        if tokens and steps:
+            lines.append(f"{'training steps alone':<{width}}  {tokens / steps:8.0f} tokens/s")
+        lines.append(f"{'whole run':<{width}}  {total:8.2f} s  "
+                     + (f"{tokens / total:.0f} tokens/s" if tokens else ""))
+        return "\n".join(["breakdown of the whole run:", *lines])
+
+
+class _NoClock:
+    """Times nothing: what the trainer uses without ``--breakdown``."""
+
+    def phase(self, name):
+        return contextlib.nullcontext()
+
+
 def sample_text(model, tokenizer, device, start_context, max_new_tokens):
     """Greedy continuation of ``start_context`` (KV cache when the model has one)."""
     was_training = model.training
@@ -161,14 +210,15 @@ class Trainer:
     """Runs the book's loop with the extras in ``TrainSettings``; ``fit`` can resume a ``TrainState``."""
 
     def __init__(self, model, optimizer, train_loader, val_loader, device, settings: TrainSettings,
-                 tokenizer=None, log=print, progress=None, is_main=True, on_step=None):
+                 tokenizer=None, log=print, progress=None, is_main=True, on_step=None, clock=None):
         """``on_step(state)`` runs after every optimizer step, when ``state`` is complete and
-        resumable (the CLI saves checkpoints there)."""
+        resumable (the CLI saves checkpoints there). ``clock``: a ``PhaseClock`` to time the phases."""
         self.model, self.optimizer = model, optimizer
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
         self.log, self.progress, self.is_main, self.on_step = log, progress, is_main, on_step
         self.raw_model = unwrap(model)
+        self.clock = clock or _NoClock()
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
         self.total_steps = settings.max_steps or self.steps_per_epoch * settings.epochs
 
@@ -241,7 +291,7 @@ class Trainer:
 
         A ``max_steps`` run evaluates after its last step too, so its final losses are always known.
         """
-        s = self.settings
+        s, clock = self.settings, self.clock
         resuming = state is not None
         state = state or TrainState()
         if resuming and state.batch_in_epoch == 0 and state.rng_now is not None:
@@ -252,13 +302,21 @@ class Trainer:
             self._set_epoch(epoch)
             self.model.train()
             micro, n_batches = 0, len(self.train_loader)
-            for input_batch, target_batch in self._epoch_batches(state, resuming):
+            with clock.phase("data"):
+                batches = self._epoch_batches(state, resuming)
+            while True:
+                with clock.phase("data"):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
+                input_batch, target_batch = batch
                 resuming = False
                 if micro == 0:
                     self.optimizer.zero_grad()
                     # the epoch's last group may hold fewer micro-batches than grad_accum
                     group_size = min(s.grad_accum, n_batches - state.batch_in_epoch)
-                self.backward(input_batch, target_batch, group_size)
+                with clock.phase("forward + backward"):
+                    self.backward(input_batch, target_batch, group_size)
                 micro += 1
                 state.batch_in_epoch += 1
                 state.tokens_seen += input_batch.numel()
@@ -267,18 +325,22 @@ class Trainer:
                 if micro < group_size:
                     continue
                 micro = 0
-                self.optimizer_step(state)
+                with clock.phase("optimizer step"):
+                    self.optimizer_step(state)
                 budget_spent = s.max_steps is not None and state.global_step + 1 >= s.max_steps
                 if state.global_step % s.eval_freq == 0 or budget_spent:
-                    self._evaluate(state, epoch)
+                    with clock.phase("evaluation"):
+                        self._evaluate(state, epoch)
                 state.rng_now = rng_state()
                 if self.on_step is not None:
-                    self.on_step(state)
+                    with clock.phase("checkpoints during the run"):
+                        self.on_step(state)
                 if budget_spent or (stop is not None and stop.requested) or (
                         stop_after_steps is not None and state.global_step + 1 >= stop_after_steps):
                     return state
             if self.tokenizer is not None and self.is_main and s.sample_tokens > 0:
-                text = sample_text(self.raw_model, self.tokenizer, self.device, s.start_context, s.sample_tokens)
+                with clock.phase("per-epoch samples"):
+                    text = sample_text(self.raw_model, self.tokenizer, self.device, s.start_context, s.sample_tokens)
                 state.samples.append(text)
                 self.log(text.replace("\n", " "))
             state.epoch, state.batch_in_epoch = epoch + 1, 0

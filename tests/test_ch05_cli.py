@@ -1,6 +1,7 @@
 """The train and generate CLIs: tiny runs, resume, Ctrl-C, and one-line errors for bad input."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,3 +226,18 @@ def test_generate_dtype_option(tiny_ckpt, capsys):
     with pytest.raises(SystemExit) as info:
         main(["--checkpoint", str(tiny_ckpt), "--dtype", "float16"])
     assert info.value.code == 1 and "argument --dtype" in capsys.readouterr().err
+
+
+def test_breakdown_accounts_for_the_whole_run(corpus, tmp_path, capsys):
+    state = train(["--data", str(corpus), "--epochs", "1", "--out", str(tmp_path / "b.pt"), "--breakdown",
+                   *TINY_ARGS])
+    out = capsys.readouterr().out
+    table = out[out.index("breakdown of the whole run:"):].splitlines()[1:]
+    rows = [re.match(r"^(.*?)\s+([\d.]+) s\s+[\d.]+ %$", line) for line in table]
+    seconds = {row[1]: float(row[2]) for row in rows if row}
+    for phase in ("start-up: building the model", "forward + backward",
+                  "optimizer step", "evaluation", "per-epoch samples", "final checkpoint", "loss plot"):
+        assert seconds[phase] > 0, phase
+    whole = float(table[-1].split()[2])
+    assert abs(sum(seconds.values()) - whole) < 0.05  # every second is in one phase
+    assert state.val_losses

@@ -195,3 +195,26 @@ def test_empty_loader_is_explained_not_nan(text):
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError):
         TrainSettings(**kwargs)
+
+
+def test_phase_clock_times_each_phase_of_a_run(text, gpt2_tok):
+    """Each step, evaluation and sample is timed once, in its own phase."""
+    from ch05_pretraining.trainer import PhaseClock
+
+    entered = []
+
+    class CountingClock(PhaseClock):
+        @contextlib.contextmanager
+        def phase(self, name):
+            entered.append(name)
+            with super().phase(name):
+                yield
+
+    tl, vl = loaders(text)
+    model, opt = fresh(impl="fast")
+    state = Trainer(model, opt, tl, vl, "cpu", TrainSettings(epochs=2, eval_freq=3, sample_tokens=2),
+                    tokenizer=gpt2_tok, log=lambda *a: None, clock=CountingClock()).fit()
+    assert entered.count("forward + backward") == 2 * len(tl)
+    assert entered.count("optimizer step") == state.global_step + 1
+    assert entered.count("evaluation") == len(state.val_losses) > 0
+    assert entered.count("per-epoch samples") == 2
