@@ -38,6 +38,7 @@ class FastMultiHeadAttention(nn.Module):
         self.num_heads = num_heads
         self.context_length = context_length
         self.dropout = dropout
+        self.weight_dropout = None  # a GeneratorDropout for the weights (use_generator_dropout), else SDPA's
         self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
 
@@ -60,10 +61,22 @@ class FastMultiHeadAttention(nn.Module):
             mask = torch.arange(start + num_tokens, device=x.device)[None, :] <= q_pos
             is_causal = False
         dropout_p = self.dropout if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                             is_causal=is_causal)
+        if dropout_p > 0 and self.weight_dropout is not None and kv_cache is None:
+            ctx = self.attend_with_own_masks(q, k, v)
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                                 is_causal=is_causal)
         ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # (b, num_tokens, d_out)
         return self.out_proj(ctx)
+
+    def attend_with_own_masks(self, q, k, v):
+        """Causal attention in training, its weights dropped by ``self.weight_dropout`` (SDPA's dropout
+        would draw from PyTorch's global generator)."""
+        num_tokens = q.shape[-2]
+        scores = q @ k.transpose(-2, -1) * self.head_dim ** -0.5  # (b, num_heads, num_tokens, num_tokens)
+        future = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=q.device).triu_(1)
+        weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+        return self.weight_dropout(weights) @ v  # (b, num_heads, num_tokens, head_dim)
 
     @classmethod
     def from_book(cls, book: MultiHeadAttention) -> "FastMultiHeadAttention":

@@ -27,18 +27,23 @@ class CheckpointError(UserInputError):
     """A checkpoint that is missing, damaged, of another format, or for another model."""
 
 
-def rng_state() -> dict:
+def rng_state(dropout: torch.Generator | None = None) -> dict:
+    """The global generators' states, and ``dropout``'s (a model's own dropout generator) if given."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if dropout is not None:
+        state["dropout"] = dropout.get_state()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, dropout: torch.Generator | None = None) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if dropout is not None and "dropout" in state:
+        dropout.set_state(state["dropout"])
 
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,

@@ -15,6 +15,7 @@ from ch02_text.tokenizer_choice import (  # noqa: F401
 )
 from ch02_text.tokenizers import SPECIAL_TOKENS, gpt2_tokenizer  # noqa: F401
 from ch03_attention.attention import CausalAttention, MultiHeadAttention  # noqa: F401
+from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout  # noqa: F401
 from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_state_dict  # noqa: F401
 from ch04_gpt.config import (  # noqa: F401
     GPT_CONFIG_124M, estimate, model_config, preset_heads, validate_config,

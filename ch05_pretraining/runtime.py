@@ -97,13 +97,16 @@ class Runtime:
     amp_dtype: torch.dtype | None
     fused_adamw: bool
     keep_heap: bool
+    own_dropout: bool = False  # dropout masks from the model's own generator (use_generator_dropout)
 
     @classmethod
-    def choose(cls, device: torch.device, book: bool = False, amp: bool = True) -> "Runtime":
+    def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
+               torch_dropout: bool = False) -> "Runtime":
         if book:
             return cls(impl="book", amp_dtype=None, fused_adamw=False, keep_heap=False)
         return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
-                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=device.type == "cpu")
+                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=device.type == "cpu",
+                   own_dropout=not torch_dropout)
 
     def apply(self, device: torch.device, threads: int | None = None) -> None:
         """Set the process-wide parts: CPU threads (default: physical cores) and glibc's heap."""

@@ -50,7 +50,7 @@ from .previous_chapters import (
     TOKENIZER_CHOICES, CliParser, UserInputError, add_device_argument, check_writable, choose_tokenizer, cli_errors,
     describe_tokenizer, find_data_file, fraction, model_config, names_tokenizer, nonneg_float, nonneg_int, pick_device,
     positive_float, positive_int, read_text_file, resolve_input, save_figure, set_seed, tokenizer_from_dict, tokenizer_to_dict,
-    unit_interval,
+    unit_interval, use_generator_dropout,
 )
 from .runtime import Runtime, finish_distributed, init_distributed
 from .sharding import full_state, load_optimizer_state, shard
@@ -58,10 +58,12 @@ from .token_data import TokenFile, TokenWindows
 from .trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
 DEFAULT_OUT = "checkpoints/model.pt"
+DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)
 ARCHS = {"gpt2": "pre", "gpt1": "post"}  # --arch -> where LayerNorm sits in each block
 # On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
 FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "arch", "preset", "context_length", "emb_dim", "n_layers",
-                   "n_heads", "drop_rate", "tie_weights", "init", "decay", "book", "batch_size", "grad_accum", "seed")
+                   "n_heads", "drop_rate", "tie_weights", "init", "decay", "book", "torch_dropout", "batch_size", "grad_accum",
+                   "seed")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
 SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
                     "min_lr", "grad_clip", "eval_freq", "eval_iter", "start_context", "no_amp", "save_every",
@@ -132,6 +134,10 @@ def build_parser():
     run.add_argument("--book", action="store_true",
                      help="the book's exact loop: the book's layers, fp32, plain AdamW, glibc's default allocator")
     run.add_argument("--no-amp", action="store_true", help="fast path without bf16 autocast")
+    run.add_argument("--torch-dropout", action="store_true",
+                     help="fast path with PyTorch's dropout, drawn from the global generator as in the book "
+                          "(slower; the book's losses to about 0.001) instead of masks from the model's own "
+                          "generator")
     run.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
     run.add_argument("--fsdp", action="store_true",
                      help="under torchrun: shard parameters, gradients and AdamW state over the processes "
@@ -310,7 +316,7 @@ def run(args, explicit=None):
     if args.resume:
         resume = read_checkpoint(args.resume, map_location=device)
         changes = merge_resume_options(args, explicit, resume, args.resume)
-    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
+    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, torch_dropout=args.torch_dropout)
     context_length = resume["config"]["context_length"] if resume is not None else args.context_length
     with timed("start-up: reading and tokenizing the data"):
         data_path, tokenizer, train_ds, val_ds = load_datasets(
@@ -344,6 +350,9 @@ def run(args, explicit=None):
         if args.init == "gpt2" and resume is None:
             init_gpt2_weights(model)
         model = model.to(device)
+        if runtime.own_dropout and cfg["drop_rate"] > 0:  # its own stream: one per process under torchrun
+            generator = torch.Generator(device).manual_seed(args.seed + DROPOUT_SEED_OFFSET + rank)
+            use_generator_dropout(model, generator)
         if resume is not None:
             apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
         if args.fsdp:

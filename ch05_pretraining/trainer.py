@@ -26,7 +26,7 @@ import torch
 
 from .checkpoint import rng_state, set_rng_state
 from .loss import calc_loss_batch, evaluate_model
-from .previous_chapters import UserInputError, generate_loop
+from .previous_chapters import UserInputError, dropout_generator, generate_loop
 from .tokens import text_to_token_ids, token_ids_to_text
 from .book_loop import format_eval_line
 
@@ -218,6 +218,7 @@ class Trainer:
         self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
         self.log, self.progress, self.is_main, self.on_step = log, progress, is_main, on_step
         self.raw_model = unwrap(model)
+        self.dropout_generator = dropout_generator(self.raw_model)  # its state is part of the RNG snapshots
         self.clock = clock or _NoClock()
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
         self.total_steps = settings.max_steps or self.steps_per_epoch * settings.epochs
@@ -231,13 +232,13 @@ class Trainer:
     def _epoch_batches(self, state: TrainState, resuming: bool):
         """The epoch's data iterator, fast-forwarded when resuming mid-epoch."""
         if resuming and state.batch_in_epoch > 0:
-            set_rng_state(state.rng_epoch_start)
+            set_rng_state(state.rng_epoch_start, self.dropout_generator)
             batches = iter(self.train_loader)
             for _ in range(state.batch_in_epoch):
                 next(batches)
-            set_rng_state(state.rng_now)
+            set_rng_state(state.rng_now, self.dropout_generator)
             return batches
-        state.rng_epoch_start = rng_state()
+        state.rng_epoch_start = rng_state(self.dropout_generator)
         return iter(self.train_loader)
 
     def _set_epoch(self, epoch):
@@ -267,7 +268,8 @@ class Trainer:
         state.global_step += 1
 
     def _evaluate(self, state: TrainState, epoch: int):
-        with self.autocast():
+        # inference mode: no autograd records at all (eval mode: no dropout, SDPA's fused causal kernel)
+        with self.autocast(), torch.inference_mode():
             train_loss, val_loss = evaluate_model(
                 self.raw_model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -295,7 +297,7 @@ class Trainer:
         resuming = state is not None
         state = state or TrainState()
         if resuming and state.batch_in_epoch == 0 and state.rng_now is not None:
-            set_rng_state(state.rng_now)  # resuming at an epoch boundary
+            set_rng_state(state.rng_now, self.dropout_generator)  # resuming at an epoch boundary
         self.model.train()
         epochs = itertools.count(state.epoch) if s.max_steps else range(state.epoch, s.epochs)
         for epoch in epochs:
@@ -331,7 +333,7 @@ class Trainer:
                 if state.global_step % s.eval_freq == 0 or budget_spent:
                     with clock.phase("evaluation"):
                         self._evaluate(state, epoch)
-                state.rng_now = rng_state()
+                state.rng_now = rng_state(self.dropout_generator)
                 if self.on_step is not None:
                     with clock.phase("checkpoints during the run"):
                         self.on_step(state)
@@ -344,5 +346,5 @@ class Trainer:
                 state.samples.append(text)
                 self.log(text.replace("\n", " "))
             state.epoch, state.batch_in_epoch = epoch + 1, 0
-            state.rng_now = rng_state()
+            state.rng_now = rng_state(self.dropout_generator)
         return state

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ch02_text.dataloader import create_dataloader_v1
+from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from ch05_pretraining.loss import calc_loss_batch, calc_loss_loader
@@ -49,22 +50,31 @@ def test_trainer_in_book_settings_equals_train_model_simple(text, gpt2_tok):
     assert lines[0].startswith("Ep 1 (Step 000000): Train loss ")
 
 
-def test_resume_is_bit_for_bit(text, tmp_path):
+@pytest.mark.parametrize("own_dropout", [False, True], ids=["torch-dropout", "own-dropout"])
+def test_resume_is_bit_for_bit(text, tmp_path, own_dropout):
+    def fresh_model():
+        model, opt = fresh(impl="fast" if own_dropout else "book")
+        if own_dropout:  # the dropout generator's state travels in the RNG snapshots
+            use_generator_dropout(model, torch.Generator().manual_seed(5))
+        return model, opt
+
     tl, vl = loaders(text)
-    model, opt = fresh()
+    model, opt = fresh_model()
     full = Trainer(model, opt, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=2)).fit()
     steps_per_epoch = len(tl)
     for stop_at in (3, steps_per_epoch, steps_per_epoch + 2):  # mid-epoch, epoch end, next epoch
         tl, vl = loaders(text)
-        model, opt = fresh()
+        model, opt = fresh_model()
         part = Trainer(model, opt, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=2)).fit(stop_after_steps=stop_at)
         path = save_checkpoint(tmp_path / f"ck{stop_at}.pt", model, opt, trainer_state=part.to_dict(), rng=part.rng_now)
         torch.manual_seed(999)  # a different process state before resuming
         tl, vl = loaders(text)
-        model2, opt2 = fresh()
+        model2, opt2 = fresh_model()
+        if own_dropout:
+            dropout_generator(model2).manual_seed(999)  # a different state too
         ckpt = load_checkpoint(path, model2, opt2)
         state = TrainState.from_dict(ckpt["trainer_state"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], dropout_generator(model2))
         resumed = Trainer(model2, opt2, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=2)).fit(state)
         assert resumed.train_losses == full.train_losses
         assert resumed.val_losses == full.val_losses
