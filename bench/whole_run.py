@@ -1,6 +1,6 @@
 """The whole training run, not only its steps: the book's chapter-5 run as whole processes, in turn.
 
-    python -m bench.whole_run                   # book loop, then the train CLI with and without its own dropout
+    python -m bench.whole_run                   # book loop, then the train CLI without and with --own-dropout
     python -m bench.whole_run --epochs 2        # a shorter check
 
 Each variant is a fresh ``python`` process timed from start to exit (imports, data, model, training,
@@ -9,9 +9,8 @@ evaluation, samples, plot, saving): what a reader waits for.
 - ``book``: the chapter's run as the book's code does it: ``train_model_simple`` with the book's layers
   (seed 123, AdamW lr 4e-4 wd 0.1, 10 epochs, evaluation every 5 steps over 5 batches), the loss plot,
   then ``torch.save(model.state_dict(), "model.pth")``.
-- ``cli --torch-dropout``: ``python -m ch05_pretraining.train --breakdown --torch-dropout`` (the fast
-  path with PyTorch's dropout from the global generator, as before the own-generator masks).
-- ``cli``: ``python -m ch05_pretraining.train --breakdown``, the default.
+- ``cli``: ``python -m ch05_pretraining.train --breakdown``, the default (fast path, PyTorch's dropout).
+- ``cli --own-dropout``: the same with dropout masks from the model's own generator.
 
 The CLI's runs also save the resumable checkpoint (weights and AdamW state, 2 GB for GPT-124M), which
 the book's run does not. The matmul peak (bf16 and fp32) is measured in this process before and
@@ -96,10 +95,10 @@ def main(argv=None):
         epochs = ["--epochs", str(args.epochs)]
         runs = [("book loop (train_model_simple, book layers, fp32)",
                  ["-m", "bench.whole_run", "--child", "book", "--out-dir", tmp, *epochs]),
-                ("train CLI --torch-dropout", ["-m", "ch05_pretraining.train", "--breakdown", "--torch-dropout",
-                                               "--no-progress", "--out", f"{tmp}/t.pt", *epochs]),
-                ("train CLI (own dropout generator)", ["-m", "ch05_pretraining.train", "--breakdown",
-                                                       "--no-progress", "--out", f"{tmp}/f.pt", *epochs])]
+                ("train CLI", ["-m", "ch05_pretraining.train", "--breakdown", "--no-progress", "--out",
+                               f"{tmp}/t.pt", *epochs]),
+                ("train CLI --own-dropout", ["-m", "ch05_pretraining.train", "--breakdown", "--own-dropout",
+                                             "--no-progress", "--out", f"{tmp}/f.pt", *epochs])]
         for name, command in runs:
             seconds, out = run_process(command)
             train_loss, val_loss = EVAL_LINE.findall(out)[-1]

@@ -101,12 +101,12 @@ class Runtime:
 
     @classmethod
     def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
-               torch_dropout: bool = False) -> "Runtime":
+               own_dropout: bool = False) -> "Runtime":
         if book:
             return cls(impl="book", amp_dtype=None, fused_adamw=False, keep_heap=False)
         return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
                    fused_adamw=device.type in ("cpu", "cuda"), keep_heap=device.type == "cpu",
-                   own_dropout=not torch_dropout)
+                   own_dropout=own_dropout)
 
     def apply(self, device: torch.device, threads: int | None = None) -> None:
         """Set the process-wide parts: CPU threads (default: physical cores) and glibc's heap."""

@@ -62,7 +62,7 @@ DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus t
 ARCHS = {"gpt2": "pre", "gpt1": "post"}  # --arch -> where LayerNorm sits in each block
 # On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
 FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "arch", "preset", "context_length", "emb_dim", "n_layers",
-                   "n_heads", "drop_rate", "tie_weights", "init", "decay", "book", "torch_dropout", "batch_size", "grad_accum",
+                   "n_heads", "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
                    "seed")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
 SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
@@ -134,10 +134,10 @@ def build_parser():
     run.add_argument("--book", action="store_true",
                      help="the book's exact loop: the book's layers, fp32, plain AdamW, glibc's default allocator")
     run.add_argument("--no-amp", action="store_true", help="fast path without bf16 autocast")
-    run.add_argument("--torch-dropout", action="store_true",
-                     help="fast path with PyTorch's dropout, drawn from the global generator as in the book "
-                          "(slower; the book's losses to about 0.001) instead of masks from the model's own "
-                          "generator")
+    run.add_argument("--own-dropout", action="store_true",
+                     help="draw dropout masks from the model's own generator, four per 64-bit draw, instead of "
+                          "PyTorch's dropout from the global generator (fewer random draws; the losses then "
+                          "leave the book's, see bench/README.md)")
     run.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
     run.add_argument("--fsdp", action="store_true",
                      help="under torchrun: shard parameters, gradients and AdamW state over the processes "
@@ -316,7 +316,7 @@ def run(args, explicit=None):
     if args.resume:
         resume = read_checkpoint(args.resume, map_location=device)
         changes = merge_resume_options(args, explicit, resume, args.resume)
-    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, torch_dropout=args.torch_dropout)
+    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, own_dropout=args.own_dropout)
     context_length = resume["config"]["context_length"] if resume is not None else args.context_length
     with timed("start-up: reading and tokenizing the data"):
         data_path, tokenizer, train_ds, val_ds = load_datasets(

@@ -241,3 +241,15 @@ def test_breakdown_accounts_for_the_whole_run(corpus, tmp_path, capsys):
     whole = float(table[-1].split()[2])
     assert abs(sum(seconds.values()) - whole) < 0.05  # every second is in one phase
     assert state.val_losses
+
+
+def test_own_dropout_run_resumes_bit_for_bit(corpus, tmp_path):
+    """--own-dropout: the masks' generator is saved with the run and restored on --resume."""
+    whole = train(["--data", str(corpus), "--epochs", "2", "--out", str(tmp_path / "whole.pt"), "--own-dropout",
+                   *TINY_ARGS])
+    train(["--data", str(corpus), "--epochs", "1", "--out", str(tmp_path / "part.pt"), "--own-dropout", *TINY_ARGS])
+    assert "dropout" in read_checkpoint(tmp_path / "part.pt")["trainer_state"]["rng_now"]
+    resumed = train(["--resume", str(tmp_path / "part.pt"), "--epochs", "2"])
+    assert resumed.train_losses == whole.train_losses and resumed.val_losses == whole.val_losses
+    default = train(["--data", str(corpus), "--epochs", "2", "--out", str(tmp_path / "d.pt"), *TINY_ARGS])
+    assert default.train_losses != whole.train_losses  # other masks: the option is in effect
