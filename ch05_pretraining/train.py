@@ -282,6 +282,9 @@ def check_outputs(args, out: Path, plot_path: Path, tokenizer) -> None:
         raise UserInputError("--start-context is empty: give a prompt for the per-epoch sample")
     if args.max_steps and args.max_tokens:
         raise UserInputError("give --max-steps or --max-tokens, not both")
+    if args.book and args.own_dropout:
+        raise UserInputError("--own-dropout is part of the fast path; --book keeps the book's dropout: "
+                             "give one of them")
 
 
 def best_path(out: Path) -> Path:

@@ -77,6 +77,7 @@ def test_keep_freed_memory_toggles_glibc():
     (None, ["--preset", "gpt7"], "unknown model preset 'gpt7'"),
     (None, ["--resume", "MISSING.pt"], "does not exist"),
     (None, ["--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
+    (None, ["--book", "--own-dropout"], "--own-dropout is part of the fast path"),
 ])
 def test_train_bad_input_is_one_line(corpus, tmp_path, capsys, setup, args, match):
     data = corpus

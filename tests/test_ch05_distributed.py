@@ -36,8 +36,11 @@ def worker(rank, world_size, port, out_path, sharded=False):
     from ch05_pretraining.train import make_loaders
     from ch05_pretraining.trainer import Trainer, TrainSettings
 
+    from ch05_pretraining.runtime import finish_distributed
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    completed = False
     try:
         model, _ = fresh()
         if sharded:
@@ -51,8 +54,9 @@ def worker(rank, world_size, port, out_path, sharded=False):
         params = full_state(model, opt)[0] if sharded else model.state_dict()  # gathering is collective
         if rank == 0:
             torch.save({k: v.detach().clone() for k, v in params.items()}, out_path)
+        completed = True
     finally:
-        torch.distributed.destroy_process_group()
+        finish_distributed(completed)  # a barrier first: a rank leaving early can abort the other in gloo
 
 
 def free_port():
