@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from bench.timing import machine_line
 from ch03_attention.generator_dropout import GeneratorDropout
-from ch05_pretraining.runtime import keep_freed_memory, physical_cores
+from ch05_pretraining.engine.runtime import keep_freed_memory, physical_cores
 
 SHAPES = [(2, 256, 768)] * 25 + [(2, 12, 256, 256)] * 12
 

@@ -25,8 +25,8 @@ import torch
 
 from bench.timing import machine_line
 from ch05_pretraining.previous_chapters import GPTModel, estimate, gpt2_tokenizer, model_config, read_data_text
-from ch05_pretraining.runtime import bf16_supported, keep_freed_memory, physical_cores
-from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState, make_optimizer
+from ch05_pretraining.engine.runtime import bf16_supported, keep_freed_memory, physical_cores
+from ch05_pretraining.engine.trainer import Trainer, TrainSettings, TrainState, make_optimizer
 
 
 def matmul_peak(dtype, n=4096, iters=5) -> float:

@@ -61,8 +61,8 @@ def bench_save(steps: int = 3, saves: int = 3) -> None:
     """GPT-124M (the book's run: context 256, batch 2, fast path): one checkpoint write vs one step."""
     from ch05_pretraining.checkpoint import save_checkpoint
     from ch05_pretraining.previous_chapters import GPTModel, model_config
-    from ch05_pretraining.runtime import Runtime
-    from ch05_pretraining.trainer import make_optimizer
+    from ch05_pretraining.engine.runtime import Runtime
+    from ch05_pretraining.engine.trainer import make_optimizer
 
     runtime = Runtime.choose(torch.device("cpu"))
     runtime.apply(torch.device("cpu"))
@@ -103,9 +103,9 @@ def bench_anchor(steps: int = 300) -> None:
 
     from ch02_text.char_tokenizer import CharTokenizer
     from ch05_pretraining.previous_chapters import GPTModel, init_gpt2_weights, model_config
-    from ch05_pretraining.runtime import Runtime, keep_freed_memory
-    from ch05_pretraining.token_data import TokenWindows
-    from ch05_pretraining.trainer import Trainer, TrainSettings, make_optimizer
+    from ch05_pretraining.engine.runtime import Runtime, keep_freed_memory
+    from ch05_pretraining.engine.token_data import TokenWindows
+    from ch05_pretraining.engine.trainer import Trainer, TrainSettings, make_optimizer
 
     text = read_data_text("tinyshakespeare.txt")
     tok = CharTokenizer.from_text(text)

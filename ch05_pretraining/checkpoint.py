@@ -52,7 +52,7 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
 
     ``run_options``: the command-line options of the run (plain values), so a resume can
     continue with them and refuse changes that would break it. ``model_state``/``optimizer_state``:
-    states gathered already (a sharded model's, see sharding.py) instead of the objects' own.
+    states gathered already (a sharded model's, see engine/sharding.py) instead of the objects' own.
     """
     payload = {
         "format": FORMAT,
@@ -153,7 +153,7 @@ def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> N
     if optimizer is not None:
         if ckpt["optimizer"] is None:
             raise CheckpointError(f"{source} holds no optimizer state: it cannot resume training")
-        from .sharding import load_optimizer_state
+        from .engine.sharding import load_optimizer_state
 
         load_optimizer_state(model, optimizer, ckpt["optimizer"])
 

@@ -38,9 +38,9 @@ from .previous_chapters import (
     check_writable, cli_errors, fraction, model_config, positive_float, positive_int, save_figure, set_seed,
     tokenizer_to_dict,
 )
-from .runtime import Runtime
-from .token_data import TokenWindows
-from .trainer import Trainer, TrainSettings, make_optimizer
+from .engine.runtime import Runtime
+from .engine.token_data import TokenWindows
+from .engine.trainer import Trainer, TrainSettings, make_optimizer
 
 WHAT_IT_ADDS = {
     "unigram": "token frequencies (counts, add-k)",

@@ -26,7 +26,7 @@ from .previous_chapters import (
     SPECIAL_TOKENS, TOKENIZER_CHOICES, CliParser, UserInputError, check_writable, choose_tokenizer, cli_errors,
     describe_tokenizer, fraction, positive_int, resolve_input, tokenizer_from_dict, tokenizer_to_dict,
 )
-from .token_data import DTYPES, write_token_file
+from .engine.token_data import DTYPES, write_token_file
 
 
 def list_text_files(input_path, pattern="*.txt") -> list[Path]:

@@ -52,10 +52,10 @@ from .previous_chapters import (
     positive_float, positive_int, read_text_file, resolve_input, save_figure, set_seed, tokenizer_from_dict, tokenizer_to_dict,
     unit_interval, use_generator_dropout,
 )
-from .runtime import Runtime, finish_distributed, init_distributed
-from .sharding import full_state, load_optimizer_state, shard
-from .token_data import TokenFile, TokenWindows
-from .trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
+from .engine.runtime import Runtime, finish_distributed, init_distributed
+from .engine.sharding import full_state, load_optimizer_state, shard
+from .engine.token_data import TokenFile, TokenWindows
+from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
 DEFAULT_OUT = "checkpoints/model.pt"
 DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)

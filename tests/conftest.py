@@ -61,13 +61,13 @@ def corpus(tmp_path_factory, verdict_text):
 
 
 def readme_references(package: str) -> list[tuple[str, str | None]]:
-    """The ``file.py`` and ``file.py:Name`` references in a chapter's README.md, as (file, name)."""
+    """The ``file.py``, ``sub/file.py`` and ``file.py:Name`` references in a chapter's README.md, as (file, name)."""
     import re
 
     from ch02_text.common import REPO_ROOT
 
     text = (REPO_ROOT / package / "README.md").read_text(encoding="utf-8")
-    return [(m.group(1), m.group(2)) for m in re.finditer(r"`(?:[\w/]+/)?(\w+\.py)(?::(\w+))?", text)]
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"`((?:\w+/)*\w+\.py)(?::(\w+))?", text)]
 
 
 def check_readme(package: str) -> None:
@@ -82,5 +82,5 @@ def check_readme(package: str) -> None:
         path = REPO_ROOT / package / filename
         assert path.is_file(), f"{package}/README.md names {filename}, which is not in {package}/"
         if name is not None:
-            module = importlib.import_module(f"{package}.{filename[:-3]}") if filename != "walkthrough.py" else None
+            module = importlib.import_module(f"{package}.{filename[:-3].replace('/', '.')}") if filename != "walkthrough.py" else None
             assert module is None or hasattr(module, name), f"{package}/README.md names {filename}:{name}"

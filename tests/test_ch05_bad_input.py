@@ -158,7 +158,7 @@ def test_prepare_refuses_empty_files_and_writes_nothing(tmp_path, capsys):
 
 
 def test_prepare_writes_both_files_or_neither(tmp_path, monkeypatch):
-    from ch05_pretraining import token_data
+    from ch05_pretraining.engine import token_data
 
     arrays, names = [np.arange(50), np.arange(30)], ["a", "b"]
     out = tmp_path / "c.bin"

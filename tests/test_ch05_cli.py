@@ -62,7 +62,7 @@ def test_book_mode_and_schedule_options(corpus, tmp_path):
 
 
 def test_keep_freed_memory_toggles_glibc():
-    from ch05_pretraining.runtime import keep_freed_memory
+    from ch05_pretraining.engine.runtime import keep_freed_memory
 
     if sys.platform != "linux":
         pytest.skip("glibc only")
@@ -184,7 +184,7 @@ def test_keep_freed_memory_serves_a_big_block_again_without_page_faults():
     resource = pytest.importorskip("resource")
     import torch
 
-    from ch05_pretraining.runtime import keep_freed_memory
+    from ch05_pretraining.engine.runtime import keep_freed_memory
 
     if not keep_freed_memory(True):
         pytest.skip("glibc's mallopt is not available here")

@@ -6,7 +6,7 @@ import torch
 
 from ch05_pretraining.prepare import list_text_files, main as prepare_main, tokenize_files
 from ch05_pretraining.previous_chapters import UserInputError
-from ch05_pretraining.token_data import TokenFile, TokenWindows, write_token_file
+from ch05_pretraining.engine.token_data import TokenFile, TokenWindows, write_token_file
 
 
 @pytest.fixture

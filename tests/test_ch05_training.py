@@ -10,7 +10,7 @@ from ch03_attention.generator_dropout import dropout_generator, use_generator_dr
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from ch05_pretraining.loss import calc_loss_batch, calc_loss_loader
-from ch05_pretraining.trainer import Trainer, TrainSettings, TrainState, lr_at
+from ch05_pretraining.engine.trainer import Trainer, TrainSettings, TrainState, lr_at
 from ch05_pretraining.book_loop import train_model_simple
 from conftest import TINY as BASE
 
@@ -209,7 +209,7 @@ def test_bad_settings(kwargs):
 
 def test_phase_clock_times_each_phase_of_a_run(text, gpt2_tok):
     """Each step, evaluation and sample is timed once, in its own phase."""
-    from ch05_pretraining.trainer import PhaseClock
+    from ch05_pretraining.engine.trainer import PhaseClock
 
     entered = []
 

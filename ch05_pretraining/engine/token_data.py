@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .previous_chapters import UserInputError, atomic_write_bytes, atomic_writer, tokenizer_from_dict
+from ..previous_chapters import UserInputError, atomic_write_bytes, atomic_writer, tokenizer_from_dict
 
 FORMAT = "llms-token-file"
 VERSION = 1

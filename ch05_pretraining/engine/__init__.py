@@ -1,0 +1,11 @@
+"""The engine behind chapter 5's command lines (``train``, ``prepare``, ``ladder``), beyond the book.
+
+The book's own modules stay one level up (``loss``, ``book_loop``, ``sampling``, ``checkpoint``,
+``gpt2_weights``); what a reader of the book does not need to follow the chapter lives here:
+
+- ``trainer``: the training engine (the book's loop, resumable, with accumulation, clipping, schedules,
+  evaluation and per-phase timing).
+- ``runtime``: where training runs (bf16, threads, glibc's heap, joining a torchrun job).
+- ``sharding``: FSDP, parameters, gradients and AdamW state split over processes.
+- ``token_data``: token files streamed through ``numpy.memmap``.
+"""
