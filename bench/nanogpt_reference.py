@@ -265,7 +265,7 @@ def step_costs(reps: int = 6, steps: int = 60) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.nanogpt_reference", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337], help="one run per seed")
     parser.add_argument("--json", action="store_true", help="only nanoGPT's loop, its result as one JSON line")
