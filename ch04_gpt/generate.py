@@ -68,7 +68,6 @@ def greedy(logits):
     return torch.argmax(logits, dim=-1, keepdim=True)
 
 
-@torch.no_grad()
 def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eos_id=None, use_cache=None,
                   on_token=None):
     """Generation loop shared by every sampler; ``pick_next(logits (b, vocab)) -> ids (b, 1)``.
@@ -83,22 +82,23 @@ def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eo
     context_size = min(context_size, model.context_length)
     if use_cache is None:
         use_cache = model.supports_kv_cache
-    cache = model.new_kv_cache(idx.shape[0]) if use_cache else None
-    for step in range(max_new_tokens):
-        if cache is None:
-            logits = model(idx[:, -context_size:])
-        elif step == 0 or cache.pos >= context_size:  # (re-)encode the whole window
-            cache.reset()
-            logits = model(idx[:, -context_size:], kv_cache=cache, last_only=True)
-        else:  # feed only the newest token
-            logits = model(idx[:, -1:], kv_cache=cache, last_only=True)
-        idx_next = pick_next(logits[:, -1, :].float())  # fp32 even for a bf16 model: same sampling math
-        if eos_id is not None and bool(torch.all(idx_next == eos_id)):
-            break
-        idx = torch.cat((idx, idx_next), dim=1)
-        if on_token is not None:
-            on_token(idx_next)
-    return idx
+    with torch.inference_mode():  # no autograd bookkeeping at all, cheaper per token than no_grad
+        cache = model.new_kv_cache(idx.shape[0]) if use_cache else None
+        for step in range(max_new_tokens):
+            if cache is None:
+                logits = model(idx[:, -context_size:])
+            elif step == 0 or cache.pos >= context_size:  # (re-)encode the whole window
+                cache.reset()
+                logits = model(idx[:, -context_size:], kv_cache=cache, last_only=True)
+            else:  # feed only the newest token
+                logits = model(idx[:, -1:], kv_cache=cache, last_only=True)
+            idx_next = pick_next(logits[:, -1, :].float())  # fp32 even for a bf16 model: same sampling math
+            if eos_id is not None and bool(torch.all(idx_next == eos_id)):
+                break
+            idx = torch.cat((idx, idx_next), dim=1)
+            if on_token is not None:
+                on_token(idx_next)
+    return idx.clone()  # a normal tensor again: usable as training input outside inference mode
 
 
 def generate_batch(model, prompts, max_new_tokens, pick_next=greedy, eos_id=None, pad_id=0):
@@ -127,7 +127,7 @@ def generate_batch(model, prompts, max_new_tokens, pick_next=greedy, eos_id=None
                                    device=device))
     out = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    with torch.no_grad():
+    with torch.inference_mode():
         logits = model(idx, kv_cache=cache, last_only=True)
         for _ in range(max_new_tokens):
             idx_next = pick_next(logits[:, -1, :].float())  # (b, 1)

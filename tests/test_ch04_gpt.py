@@ -192,6 +192,15 @@ def test_kv_cache_greedy_equals_uncached_for_200_tokens(context_size):
     assert torch.equal(generate_text_cached(model, idx, 200, context_size), ref)
 
 
+def test_generated_ids_can_be_trained_on():
+    """Decoding runs in inference mode; what it returns must still work as an ordinary training input."""
+    model = tiny().train()
+    out = generate_loop(model, torch.randint(0, 97, (1, 4)), 6, 16)
+    assert not out.is_inference()
+    F.cross_entropy(model(out[:, :-1]).flatten(0, 1), out[:, 1:].flatten()).backward()
+    assert model.tok_emb.weight.grad is not None
+
+
 def test_kv_cache_logits_equal_full_forward_and_reset_per_call():
     model = tiny()
     idx = torch.randint(0, 97, (1, 10))
