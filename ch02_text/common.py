@@ -120,9 +120,13 @@ def check_writable(path, what: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserInputError(f"{what} '{path}' is a directory: give a file name inside it")
+    folder = path.parent  # folders still missing are made by the writer, not here: a failed run leaves none
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "a file is in the way of its folder")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
             pass
     except OSError as exc:
         raise UserInputError(f"{what} '{path}' cannot be written ({exc.strerror or exc}): "

@@ -84,6 +84,16 @@ def test_train_output_problems_are_found_before_the_first_step(corpus, tmp_path,
                         "--plot")
 
 
+def test_a_refused_run_leaves_no_new_folder(corpus, tmp_path, capsys):
+    """The output checks probe the nearest existing folder; the folders of --out are made only when written."""
+    from ch05_pretraining.train import main
+
+    out = tmp_path / "runs" / "one" / "m.pt"
+    fails_with_one_line(capsys, main, ["--data", str(corpus), "--epochs", "1", "--out", str(out), "--start-context",
+                                       "", *TINY_ARGS], "--start-context is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_directories_and_text_files_are_named_for_what_they_are(corpus, tmp_path, capsys):
     from ch05_pretraining.generate import main as generate
     from ch05_pretraining.train import main as train
