@@ -32,11 +32,10 @@ def worker(rank, world_size, port, out_path, sharded=False):
     """One optimizer step on each rank's shard of the batch, replicated (DDP) or sharded (FSDP2)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from ch05_pretraining.engine.sharding import full_state, shard
-    from ch05_pretraining.train import make_loaders
-    from ch05_pretraining.engine.trainer import Trainer, TrainSettings
-
     from ch05_pretraining.engine.runtime import finish_distributed
+    from ch05_pretraining.engine.sharding import full_state, shard
+    from ch05_pretraining.engine.trainer import Trainer, TrainSettings
+    from ch05_pretraining.train import make_loaders
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
