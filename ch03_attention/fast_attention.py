@@ -7,7 +7,10 @@ kernels, no materialised ``(T, T)`` mask). In eval mode it equals the book class
 (tested to 1e-5); ``from_book`` copies a book module's weights in.
 
 It also accepts an optional key/value cache for generation (chapter 4's ``KVCache``):
-any object with ``update(k, v) -> (all_keys, all_values, start_pos)``.
+any object with ``update(k, v) -> (all_keys, all_values, start_pos)`` and
+``attention_mask(start, num_tokens)``. And it grows into the attention of the open-weight
+families (chapter 4's parts): grouped-query heads, QK-norm, sliding windows, RoPE. Every
+mask, cached or not, comes from ``causal_mask``.
 
 With ``qkv_bias=False`` its initialisation draws the same random numbers in the same
 order as the book class (``qkv.weight`` rows = ``W_query``, ``W_key``, ``W_value``).
@@ -28,54 +31,102 @@ import torch.nn.functional as F
 from .attention import MultiHeadAttention, check_context_length, check_heads
 
 
-class FastMultiHeadAttention(nn.Module):
-    """Causal multi-head attention, fused QKV + SDPA; same constructor as the book class."""
+def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """True where a query may attend to a key: keys at or before it, and within ``window`` keys
+    (itself included) for a sliding-window layer. Shapes broadcast: (..., num_q, 1) and (..., 1, num_k).
 
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+    >>> causal_mask(torch.arange(3)[:, None], torch.arange(3)[None, :], window=2).int()
+    tensor([[1, 0, 0],
+            [1, 1, 0],
+            [0, 1, 1]], dtype=torch.int32)
+    """
+    allowed = k_pos <= q_pos
+    if window is not None:
+        allowed = allowed & (k_pos > q_pos - window)
+    return allowed
+
+
+class FastMultiHeadAttention(nn.Module):
+    """Causal multi-head attention, fused QKV + SDPA; same constructor as the book class.
+
+    Beyond the book (keyword arguments): ``num_kv_heads`` < ``num_heads`` shares each key/value head
+    among a group of query heads (grouped-query attention; 1 = multi-query), ``head_dim`` independent of
+    ``d_out / num_heads``, ``out_bias``, ``scale`` (default head_dim ** -0.5), ``window`` (sliding-window
+    attention: each query sees at most ``window`` keys, itself included), and ``q_norm``/``k_norm``
+    modules applied to each head (``qk_norm_per_head``) or to the whole projection. ``forward`` takes a
+    ``rope`` callable that rotates queries and keys after the norms.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, num_kv_heads=None,
+                 head_dim=None, out_bias=True, scale=None, window=None, q_norm=None, k_norm=None,
+                 qk_norm_per_head=True):
         super().__init__()
-        self.head_dim = check_heads(d_out, num_heads)
+        self.head_dim = head_dim or check_heads(d_out, num_heads)
+        self.num_kv_heads = num_kv_heads or num_heads
+        if num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
         self.d_in, self.d_out = d_in, d_out
         self.num_heads = num_heads
         self.context_length = context_length
         self.dropout = dropout
+        self.scale = scale or self.head_dim ** -0.5
+        self.sdpa_scale = None if scale in (None, self.head_dim ** -0.5) else scale  # None: SDPA's own default
+        self.window = window
         self.weight_dropout = None  # a GeneratorDropout for the weights (use_generator_dropout), else SDPA's
-        self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)
-        self.out_proj = nn.Linear(d_out, d_out)
+        q_width, kv_width = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        self.split_sizes = (q_width, kv_width, kv_width)
+        self.qkv = nn.Linear(d_in, q_width + 2 * kv_width, bias=qkv_bias)
+        self.out_proj = nn.Linear(q_width, d_out, bias=out_bias)
+        self.q_norm, self.k_norm, self.qk_norm_per_head = q_norm, k_norm, qk_norm_per_head
 
-    def forward(self, x, kv_cache=None):
+    def project(self, x, rope=None):
+        """Queries (b, num_heads, T, head_dim), keys and values (b, num_kv_heads, T, head_dim)."""
         b, num_tokens, _ = x.shape
-        qkv = self.qkv(x).view(b, num_tokens, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (b, num_heads, num_tokens, head_dim)
+        q, k, v = self.qkv(x).split(self.split_sizes, dim=-1)
+        if self.q_norm is not None and not self.qk_norm_per_head:  # OLMo 2/3: over the whole projection
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(b, num_tokens, self.num_heads, self.head_dim)
+        k = k.view(b, num_tokens, self.num_kv_heads, self.head_dim)
+        v = v.view(b, num_tokens, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None and self.qk_norm_per_head:  # Qwen3, Gemma 3: per head
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (b, heads, num_tokens, head_dim)
+        if rope is not None:
+            q, k = rope(q), rope(k)
+        return q, k, v
 
-        start = 0
+    def forward(self, x, kv_cache=None, rope=None):
+        b, num_tokens, _ = x.shape
+        q, k, v = self.project(x, rope)
+        start, mask = 0, None
         if kv_cache is not None:
-            k, v, start = kv_cache.update(k, v)  # (b, num_heads, start + num_tokens, head_dim)
+            k, v, start = kv_cache.update(k, v)  # (b, num_kv_heads, keys, head_dim)
+            mask = kv_cache.attention_mask(start, num_tokens)  # None: plain causal over all keys
         check_context_length(start + num_tokens, self.context_length)
-
-        mask, is_causal = None, num_tokens > 1
-        padding_mask = None if kv_cache is None else kv_cache.attention_mask(start, num_tokens)
-        if padding_mask is not None:  # a batch of left-padded prompts
-            mask, is_causal = padding_mask, False
-        elif start > 0 and num_tokens > 1:  # new queries sit at positions start..start+num_tokens-1
+        is_causal = mask is None and num_tokens > 1
+        if mask is None and (start > 0 and num_tokens > 1 or self.window and start + num_tokens > self.window):
             q_pos = torch.arange(start, start + num_tokens, device=x.device)[:, None]
-            mask = torch.arange(start + num_tokens, device=x.device)[None, :] <= q_pos
+            mask = causal_mask(q_pos, torch.arange(start + num_tokens, device=x.device)[None, :], self.window)
             is_causal = False
         dropout_p = self.dropout if self.training else 0.0
         if dropout_p > 0 and self.weight_dropout is not None and kv_cache is None:
-            ctx = self.attend_with_own_masks(q, k, v)
+            ctx = self.attend_with_own_masks(q, k, v, mask)
         else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                                 is_causal=is_causal)
-        ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # (b, num_tokens, d_out)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
+                                                 scale=self.sdpa_scale, enable_gqa=self.num_kv_heads != self.num_heads)
+        ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.num_heads * self.head_dim)  # (b, T, q width)
         return self.out_proj(ctx)
 
-    def attend_with_own_masks(self, q, k, v):
+    def attend_with_own_masks(self, q, k, v, mask=None):
         """Causal attention in training, its weights dropped by ``self.weight_dropout`` (SDPA's dropout
         would draw from PyTorch's global generator)."""
         num_tokens = q.shape[-2]
-        scores = q @ k.transpose(-2, -1) * self.head_dim ** -0.5  # (b, num_heads, num_tokens, num_tokens)
-        future = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=q.device).triu_(1)
-        weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+        group = self.num_heads // self.num_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # one per query head
+        scores = q @ k.transpose(-2, -1) * self.scale  # (b, num_heads, num_tokens, num_tokens)
+        if mask is None:
+            mask = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=q.device).tril_()
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
         return self.weight_dropout(weights) @ v  # (b, num_heads, num_tokens, head_dim)
 
     @classmethod

@@ -46,8 +46,11 @@ class GPTModelSeparateDropout(GPTModel):
     """Exercise 4.3: ``GPTModel`` with one dropout rate each for the embeddings, the shortcut
     connections and the attention weights (``drop_rate_emb``, ``drop_rate_shortcut``, ``drop_rate_attn``)."""
 
+    DROPOUT_KEYS = ("drop_rate_emb", "drop_rate_shortcut", "drop_rate_attn")
+
     def __init__(self, cfg, impl=None):
-        super().__init__({**cfg, "drop_rate": cfg["drop_rate_emb"]}, impl=impl)
+        architecture = {k: v for k, v in cfg.items() if k not in self.DROPOUT_KEYS}  # the rest is ModelConfig's
+        super().__init__({**architecture, "drop_rate": cfg["drop_rate_emb"]}, impl=impl)
         self.drop_emb.p = cfg["drop_rate_emb"]
         for block in self.trf_blocks:
             block.drop_shortcut.p = cfg["drop_rate_shortcut"]

@@ -2,26 +2,42 @@
 
 What this adds: during generation each new token only needs its own query; the keys
 and values of earlier tokens are kept here instead of being recomputed every step.
+It holds ``n_kv_heads`` heads per layer (grouped-query attention shares them), and a
+sliding-window layer keeps only its last ``window`` positions, in a ring: its memory
+stays bounded however long the text gets.
 
 >>> cache = KVCache(n_layers=2, batch_size=1, n_heads=4, max_len=8, head_dim=16)
->>> k = v = torch.zeros(1, 4, 3, 16)                 # (b, num_heads, num_tokens, head_dim)
+>>> k = v = torch.zeros(1, 4, 3, 16)                 # (b, num_kv_heads, num_tokens, head_dim)
 >>> keys, values, start = cache.layer(0).update(k, v)
 >>> keys.shape, start
 (torch.Size([1, 4, 3, 16]), 0)
+>>> ring = KVCache(n_layers=1, batch_size=1, n_heads=4, max_len=8, head_dim=16, windows=[2])
+>>> ring.keys[0].shape                               # the window, not max_len
+torch.Size([1, 4, 2, 16])
 """
 
 from __future__ import annotations
 
 import torch
 
+from .previous_chapters import causal_mask
+
 
 class KVCache:
-    """Keys and values of every layer, shape (b, num_heads, max_len, head_dim), filled up to ``pos``."""
+    """Keys and values of every layer, shape (b, n_kv_heads, length, head_dim), filled up to ``pos``;
+    ``length`` is max_len, or a sliding layer's window."""
 
-    def __init__(self, n_layers, batch_size, n_heads, max_len, head_dim, device=None, dtype=torch.float32):
-        shape = (batch_size, n_heads, max_len, head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+    def __init__(self, n_layers, batch_size, n_heads, max_len, head_dim, device=None, dtype=torch.float32,
+                 windows=None):
+        self.windows = list(windows) if windows is not None else [None] * n_layers
+        self.keys, self.values, self.slot_pos = [], [], []
+        for window in self.windows:
+            length = max_len if window is None else min(window, max_len)
+            shape = (batch_size, n_heads, length, head_dim)
+            self.keys.append(torch.zeros(shape, device=device, dtype=dtype))
+            self.values.append(torch.zeros(shape, device=device, dtype=dtype))
+            # a ring's slots: the position each holds (-1: empty)
+            self.slot_pos.append(None if window is None else torch.full((length,), -1, device=device))
         self.max_len = max_len
         self.pos = 0  # number of positions filled (same for every layer)
         self.real = None  # (b, max_len) bool, False at left padding: set by set_padding for batched prompts
@@ -47,12 +63,18 @@ class KVCache:
 
     def reset(self):
         self.pos = 0
+        for slots in self.slot_pos:
+            if slots is not None:
+                slots.fill_(-1)
 
     def layer(self, i) -> "LayerCache":
-        return LayerCache(self, i)
+        return LayerCache(self, i) if self.windows[i] is None else RingLayerCache(self, i)
 
     def advance(self, num_tokens: int):
         self.pos += num_tokens
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
 class LayerCache:
@@ -73,10 +95,43 @@ class LayerCache:
     def attention_mask(self, start: int, num_tokens: int):
         """None without padding (plain causal attention); else (b, 1, num_tokens, start + num_tokens),
         True where a query may attend: earlier real keys, and itself (a padding query needs one key)."""
-        real = self.cache.real
-        if real is None:
+        if self.cache.real is None:
             return None
-        q_pos = torch.arange(start, start + num_tokens, device=real.device)[:, None]
-        k_pos = torch.arange(start + num_tokens, device=real.device)[None, :]
-        allowed = (k_pos <= q_pos) & real[:, None, :start + num_tokens]  # (b, num_tokens, keys)
-        return (allowed | (k_pos == q_pos))[:, None]  # (b, 1, num_tokens, keys)
+        return self.mask_for(start, num_tokens, torch.arange(start + num_tokens, device=self.cache.real.device))
+
+    def mask_for(self, start, num_tokens, k_pos, window=None):
+        real = self.cache.real
+        q_pos = torch.arange(start, start + num_tokens, device=k_pos.device)[:, None]
+        allowed = causal_mask(q_pos, k_pos[None, :], window) & (k_pos >= 0)  # (num_tokens, keys)
+        if real is None:
+            return allowed  # broadcasts over batch and heads
+        allowed = allowed & real[:, None, k_pos.clamp(min=0)]  # (b, num_tokens, keys)
+        return (allowed | (k_pos[None, :] == q_pos))[:, None]  # (b, 1, num_tokens, keys)
+
+
+class RingLayerCache(LayerCache):
+    """A sliding-window layer: the last ``window`` positions, in slot ``position % window``.
+
+    ``update`` returns the stored keys followed by the new ones (order does not matter to attention:
+    the mask is built from each key's position), then keeps the newest ``window`` of them.
+    """
+
+    def update(self, k, v):
+        c, i, start = self.cache, self.index, self.cache.pos
+        num_tokens = k.shape[2]
+        if start + num_tokens > c.max_len:
+            raise ValueError(f"KV cache holds {c.max_len} positions; {start + num_tokens} needed: reset it or "
+                             "crop the input")
+        slots = c.slot_pos[i]
+        new_pos = torch.arange(start, start + num_tokens, device=slots.device)
+        keys, values = torch.cat((c.keys[i], k), dim=2), torch.cat((c.values[i], v), dim=2)
+        self.key_pos = torch.cat((slots, new_pos))
+        keep = min(num_tokens, slots.shape[0])
+        where = new_pos[-keep:] % slots.shape[0]
+        c.keys[i][:, :, where] = k[:, :, -keep:]
+        c.values[i][:, :, where] = v[:, :, -keep:]
+        slots[where] = new_pos[-keep:]
+        return keys, values, start
+
+    def attention_mask(self, start: int, num_tokens: int):
+        return self.mask_for(start, num_tokens, self.key_pos, self.cache.windows[self.index])

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import validate_config
+from .config import kernel_choice, validate_config
 
 
 class LayerNorm(nn.Module):
@@ -61,24 +61,30 @@ class FusedGELU(GELU):
         return F.gelu(x, approximate="tanh")
 
 
-# cfg["impl"] -> class: "book" = the listings above, "fast" = the fused kernels.
+# impl -> class: "book" = the listings above, "fast" = the fused kernels.
 NORM_CLASSES = {"book": LayerNorm, "fast": FusedLayerNorm}
 GELU_CLASSES = {"book": GELU, "fast": FusedGELU}
 
 
 class FeedForward(nn.Module):
-    """Listing 4.4: expand to 4·emb_dim, GELU, project back."""
+    """Listing 4.4: expand to 4·emb_dim (the config's ``hidden_dim``), GELU, project back."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, impl=None):
         super().__init__()
+        gelu = GELU_CLASSES[kernel_choice(cfg, impl)]
+        cfg = validate_config(cfg)
         self.layers = nn.Sequential(
-            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
-            GELU_CLASSES[validate_config(cfg)["impl"]](),
-            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+            nn.Linear(cfg["emb_dim"], cfg["hidden_dim"], bias=cfg["ff_bias"]),
+            gelu(),
+            nn.Linear(cfg["hidden_dim"], cfg["emb_dim"], bias=cfg["ff_bias"]),
         )
 
     def forward(self, x):
         return self.layers(x)
+
+    def output_projections(self):
+        """The layer that writes into the residual stream."""
+        return [self.layers[2]]
 
 
 class ExampleDeepNeuralNetwork(nn.Module):

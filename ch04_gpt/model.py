@@ -1,15 +1,20 @@
 """Chapter 4 GPT model: transformer blocks stacked between embeddings and an output head.
 
-What this adds over chapter 3: the whole GPT architecture. ``GPTModel(cfg)`` follows
-the book (module creation order and RNG use identical) with options beyond it:
-``impl`` ("fast", the default: fused QKV + SDPA attention and fused LayerNorm/GELU
-kernels; "book": the book's own classes from chapters 3 and 4, for its exact numbers),
-``tie_weights`` (output head shares the token embedding) and ``norm_position``
-("pre" = GPT-2, "post" = GPT-1). ``forward`` also accepts a ``KVCache``.
+What this adds over chapter 3: the whole GPT architecture. ``GPTModel(cfg)`` follows the book (module
+creation order and RNG use identical) and, beyond it, builds every family of ``families.py`` from
+named parts: the config's ``norm``, ``ff``, ``block``, ``positions`` and attention fields pick the
+classes (``NORM_CLASSES``, ``FEED_FORWARD_CLASSES``, ...), and one ``TransformerBlock`` composes them.
+``impl`` picks kernels only: "fast" (the default: fused QKV + SDPA attention, fused LayerNorm/GELU) or
+"book" (the book's own classes from chapters 3 and 4, GPT-2 configs only); both have the same
+parameter names. ``forward`` also accepts a ``KVCache``.
 
 >>> cfg = {**GPT_CONFIG_124M, "vocab_size": 100, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2}
 >>> GPTModel(cfg)(torch.tensor([[1, 2, 3]])).shape
 torch.Size([1, 3, 100])
+>>> llama = GPTModel(model_config("llama-3.2-1b", vocab_size=100, emb_dim=16, n_heads=4, n_kv_heads=2,
+...                               head_dim=None, hidden_dim=32, n_layers=2))
+>>> llama(torch.tensor([[1, 2, 3]])).shape, sorted(llama.trf_blocks[0].ff.state_dict())
+(torch.Size([1, 3, 100]), ['fc1.weight', 'fc2.weight', 'fc3.weight'])
 """
 
 from __future__ import annotations
@@ -17,96 +22,205 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .config import GPT_CONFIG_124M, validate_config  # noqa: F401 (GPT_CONFIG_124M for the doctest)
+from .config import GPT_CONFIG_124M, kernel_choice, model_config, validate_config  # noqa: F401 (doctest)
+from .feed_forward import GatedFeedForward, MixtureOfExperts, load_balancing_loss
 from .kv_cache import KVCache
-from .layers import NORM_CLASSES, FeedForward
-from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention
+from .layers import FusedLayerNorm, FeedForward, LayerNorm
+from .norms import GemmaRMSNorm, OlmoRMSNorm, RMSNorm
+from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention, UserInputError
+from .rope import RotaryEmbedding, apply_rope
 
-ATTENTION_CLASSES = {"fast": FastMultiHeadAttention, "book": MultiHeadAttention}
+# config name -> class; the LayerNorm by kernel choice ("book" = listing 4.2, "fast" = one fused kernel).
+NORM_CLASSES = {"layernorm": {"book": LayerNorm, "fast": FusedLayerNorm}, "rmsnorm": RMSNorm,
+                "rmsnorm_olmo": OlmoRMSNorm, "rmsnorm_gemma": GemmaRMSNorm}
+GATED_ACTIVATIONS = {"swiglu": "silu", "geglu": "gelu_tanh", "moe": "silu"}
+_QKV = ("W_query", "W_key", "W_value")
 
 
-def make_norm(cfg):
-    """The LayerNorm of ``cfg["impl"]`` with ``cfg["norm_eps"]`` (the book's 1e-5 by default)."""
-    norm = NORM_CLASSES[cfg["impl"]](cfg["emb_dim"])
-    norm.eps = cfg["norm_eps"]
-    return norm
+def make_norm(cfg, impl="fast", width=None):
+    """The config's norm over ``width`` features (emb_dim by default), with ``cfg.norm_eps``."""
+    cls = NORM_CLASSES[cfg.norm]
+    if isinstance(cls, dict):
+        norm = cls[impl](width or cfg.emb_dim)
+        norm.eps = cfg.norm_eps
+        return norm
+    return cls(width or cfg.emb_dim, eps=cfg.norm_eps)
+
+
+def make_attention(cfg, layer: int, impl="fast") -> nn.Module:
+    """The book's ``MultiHeadAttention`` (impl="book"), else the fused attention with this layer's variants."""
+    if impl == "book":
+        att = MultiHeadAttention(d_in=cfg.emb_dim, d_out=cfg.emb_dim, context_length=cfg.context_length,
+                                 num_heads=cfg.n_heads, dropout=cfg.drop_rate, qkv_bias=cfg.qkv_bias)
+        att._register_state_dict_hook(_book_attention_to_canonical)
+        att.register_load_state_dict_pre_hook(_canonical_to_book_attention)
+        return att
+    q_norm = k_norm = None
+    if cfg.qk_norm == "head":
+        q_norm, k_norm = make_norm(cfg, width=cfg.head_dim), make_norm(cfg, width=cfg.head_dim)
+    elif cfg.qk_norm == "proj":
+        q_norm = make_norm(cfg, width=cfg.n_heads * cfg.head_dim)
+        k_norm = make_norm(cfg, width=cfg.n_kv_heads * cfg.head_dim)
+    att = FastMultiHeadAttention(
+        cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate, cfg.n_heads, cfg.qkv_bias,
+        num_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, out_bias=cfg.attn_bias, scale=cfg.attn_scale,
+        window=cfg.window(layer), q_norm=q_norm, k_norm=k_norm, qk_norm_per_head=cfg.qk_norm == "head")
+    att.register_load_state_dict_pre_hook(_book_layout_to_fused)
+    return att
+
+
+def _book_attention_to_canonical(module, state_dict, prefix, local_metadata):
+    """State-dict hook of the book's attention: its W_query/W_key/W_value appear as one ``qkv``."""
+    for leaf in ("weight", "bias"):
+        parts = [state_dict.pop(f"{prefix}{name}.{leaf}", None) for name in _QKV]
+        if parts[0] is not None:
+            state_dict[f"{prefix}qkv.{leaf}"] = torch.cat(parts, dim=0)
+    state_dict.pop(f"{prefix}mask", None)
+
+
+def _canonical_to_book_attention(module, state_dict, prefix, *args):
+    """Load hook of the book's attention: split ``qkv`` back into its three matrices; keep its mask."""
+    for leaf in ("weight", "bias"):
+        fused = state_dict.pop(f"{prefix}qkv.{leaf}", None)
+        if fused is not None:
+            for name, part in zip(_QKV, fused.chunk(3, dim=0)):
+                state_dict[f"{prefix}{name}.{leaf}"] = part
+    state_dict.setdefault(f"{prefix}mask", module.mask)
+
+
+def _book_layout_to_fused(module, state_dict, prefix, *args):
+    """Load hook of the fused attention: files written with the book's layout (earlier versions) migrate."""
+    for leaf in ("weight", "bias"):
+        if f"{prefix}W_query.{leaf}" in state_dict:
+            state_dict[f"{prefix}qkv.{leaf}"] = torch.cat(
+                [state_dict.pop(f"{prefix}{name}.{leaf}") for name in _QKV], dim=0)
+    state_dict.pop(f"{prefix}mask", None)
+
+
+def make_feed_forward(cfg, layer: int, impl="fast") -> nn.Module:
+    """The book's GELU MLP, a gated MLP (SwiGLU/GeGLU), or a mixture of experts on its MoE layers."""
+    if cfg.ff == "gelu":
+        return FeedForward(cfg, impl=impl)
+    if cfg.is_moe(layer):
+        return MixtureOfExperts(cfg.emb_dim, cfg.moe_hidden_dim, cfg.n_experts, cfg.n_experts_per_token,
+                                cfg.norm_topk_prob, GATED_ACTIVATIONS[cfg.ff])
+    return GatedFeedForward(cfg.emb_dim, cfg.hidden_dim, GATED_ACTIVATIONS[cfg.ff], bias=cfg.ff_bias)
 
 
 class TransformerBlock(nn.Module):
-    """Listing 4.6: attention and feed-forward, each with LayerNorm, dropout and a shortcut."""
+    """Listing 4.6: attention and feed-forward, each with norms, dropout and a shortcut.
 
-    def __init__(self, cfg):
+    ``cfg.block`` says where the norms sit: "pre" (GPT-2, Llama: before each branch), "post" (GPT-1:
+    after each residual addition), "post_branch" (OLMo 2: on each branch's output, none before) or
+    "sandwich" (Gemma 3: before and after each branch).
+    """
+
+    def __init__(self, cfg, layer: int = 0, impl: str = "fast"):
         super().__init__()
         cfg = validate_config(cfg)
-        self.att = ATTENTION_CLASSES[cfg["impl"]](
-            d_in=cfg["emb_dim"],
-            d_out=cfg["emb_dim"],
-            context_length=cfg["context_length"],
-            num_heads=cfg["n_heads"],
-            dropout=cfg["drop_rate"],
-            qkv_bias=cfg["qkv_bias"])
-        self.ff = FeedForward(cfg)
-        self.norm1 = make_norm(cfg)
-        self.norm2 = make_norm(cfg)
-        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
-        self.pre_norm = cfg["norm_position"] == "pre"
+        self.att = make_attention(cfg, layer, impl)
+        self.ff = make_feed_forward(cfg, layer, impl)
+        self.layout = cfg.block
+        has_input_norms = cfg.block != "post_branch"
+        self.norm1 = make_norm(cfg, impl) if has_input_norms else nn.Identity()
+        self.norm2 = make_norm(cfg, impl) if has_input_norms else nn.Identity()
+        has_output_norms = cfg.block in ("sandwich", "post_branch")
+        self.post_att_norm = make_norm(cfg, impl) if has_output_norms else nn.Identity()
+        self.post_ff_norm = make_norm(cfg, impl) if has_output_norms else nn.Identity()
+        self.drop_shortcut = nn.Dropout(cfg.drop_rate)
+        for linear in (self.att.out_proj, *self.ff.output_projections()):
+            linear.writes_residual = True  # GPT-2's init scales these by 1 / sqrt(2 * n_layers)
 
-    def attend(self, x, kv_cache=None):
-        return self.att(x) if kv_cache is None else self.att(x, kv_cache=kv_cache)
+    def attend(self, x, rope=None, kv_cache=None):
+        return self.att(x) if kv_cache is None and rope is None else self.att(x, kv_cache=kv_cache, rope=rope)
 
-    def forward(self, x, kv_cache=None):
-        if not self.pre_norm:  # GPT-1: normalise after adding the shortcut
-            x = self.norm1(x + self.drop_shortcut(self.attend(x, kv_cache)))
+    def forward(self, x, rope=None, kv_cache=None):
+        if self.layout == "post":  # GPT-1: normalise after adding the shortcut
+            x = self.norm1(x + self.drop_shortcut(self.attend(x, rope, kv_cache)))
             return self.norm2(x + self.drop_shortcut(self.ff(x)))
+        # Shortcut connections around attention, then feed-forward (shape [batch_size, num_tokens, emb_size])
+        x = x + self.drop_shortcut(self.post_att_norm(self.attend(self.norm1(x), rope, kv_cache)))
+        return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
 
-        # Shortcut connection for attention block
-        shortcut = x
-        x = self.norm1(x)
-        x = self.attend(x, kv_cache)  # Shape [batch_size, num_tokens, emb_size]
-        x = self.drop_shortcut(x)
-        x = x + shortcut  # Add the original input back
 
-        # Shortcut connection for feed forward block
-        shortcut = x
-        x = self.norm2(x)
-        x = self.ff(x)
-        x = self.drop_shortcut(x)
-        x = x + shortcut  # Add the original input back
-        return x
+def check_book_config(cfg) -> None:
+    """impl="book" builds the book's classes, which have none of the later parts."""
+    later = [name for name, differs in (
+        ("positions", cfg.positions != "learned"), ("norm", cfg.norm != "layernorm"), ("ff", cfg.ff != "gelu"),
+        ("n_kv_heads", cfg.n_kv_heads != cfg.n_heads), ("head_dim", cfg.head_dim * cfg.n_heads != cfg.emb_dim),
+        ("qk_norm", cfg.qk_norm is not None), ("sliding_window", "sliding" in cfg.layer_types),
+        ("attn_bias", not cfg.attn_bias), ("ff_bias", not cfg.ff_bias), ("hidden_dim", cfg.hidden_dim != 4 * cfg.emb_dim),
+        ("block", cfg.block not in ("pre", "post")), ("emb_scale", cfg.emb_scale),
+        ("attn_scale", cfg.attn_scale != cfg.head_dim ** -0.5)) if differs]
+    if later:
+        raise UserInputError(f"impl='book' builds the book's GPT-2 classes, which cannot express "
+                             f"{', '.join(later)}: use impl='fast'")
 
 
 class GPTModel(nn.Module):
-    """Listing 4.7: token + position embeddings, ``n_layers`` blocks, final norm, output head."""
+    """Listing 4.7: token (+ position) embeddings, ``n_layers`` blocks, final norm, output head."""
 
     def __init__(self, cfg, impl=None):
         super().__init__()
-        cfg = validate_config(cfg if impl is None else {**cfg, "impl": impl})
+        self.impl = kernel_choice(cfg, impl)
+        cfg = validate_config(cfg)
+        if self.impl == "book":
+            check_book_config(cfg)
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
-        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
-        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        if cfg.positions == "learned":
+            self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
 
         self.trf_blocks = nn.Sequential(
-            *[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+            *[TransformerBlock(cfg, i, self.impl) for i in range(cfg.n_layers)])
 
-        self.final_norm = make_norm(cfg) if cfg["norm_position"] == "pre" else nn.Identity()
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
-        if cfg["tie_weights"]:
+        self.final_norm = make_norm(cfg, self.impl) if cfg.block != "post" else nn.Identity()
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
             self.out_head.weight = self.tok_emb.weight
+        if cfg.positions == "rope":
+            self.rope = nn.ModuleDict({kind: self._rotary(kind) for kind in sorted(set(cfg.layer_types))})
+
+    def _rotary(self, layer_type: str) -> RotaryEmbedding:
+        cfg = self.cfg
+        if layer_type == "sliding" and cfg.local_rope_theta is not None:  # Gemma 3, OLMo 3: plain RoPE locally
+            return RotaryEmbedding(cfg.head_dim, cfg.local_rope_theta)
+        return RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
 
     @property
     def context_length(self) -> int:
-        return self.cfg["context_length"]
+        return self.cfg.context_length
 
     @property
     def supports_kv_cache(self) -> bool:
-        return self.cfg["impl"] == "fast"
+        return self.impl == "fast"
+
+    def blocks(self) -> list[TransformerBlock]:
+        return list(self.trf_blocks)
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
-        cfg = self.cfg
-        head_dim = cfg["emb_dim"] // cfg["n_heads"]
-        return KVCache(cfg["n_layers"], batch_size, cfg["n_heads"], cfg["context_length"], head_dim,
-                       device=self.pos_emb.weight.device, dtype=self.pos_emb.weight.dtype)
+        cfg, weight = self.cfg, self.tok_emb.weight
+        return KVCache(cfg.n_layers, batch_size, cfg.n_kv_heads, cfg.context_length, cfg.head_dim,
+                       device=weight.device, dtype=weight.dtype, windows=[cfg.window(i) for i in range(cfg.n_layers)])
+
+    def embed(self, in_idx, positions):
+        x = self.tok_emb(in_idx)
+        if self.cfg.emb_scale:  # Gemma: sqrt(width), rounded to the weights' dtype as Gemma does
+            x = x * torch.tensor(self.cfg.emb_dim ** 0.5, dtype=x.dtype)
+        if self.cfg.positions == "learned":
+            x = x + self.pos_emb(positions)  # Shape [batch_size, num_tokens, emb_size]
+        return self.drop_emb(x)
+
+    def rotations(self, positions) -> dict:
+        """Per layer type, a function that rotates queries or keys (b, heads, T, head_dim) to ``positions``."""
+        if self.cfg.positions != "rope":
+            return {}
+
+        def rotation(cos, sin):
+            return lambda t: apply_rope(t, cos.to(t.dtype), sin.to(t.dtype))
+
+        return {kind: rotation(*rope(positions, torch.float32)) for kind, rope in self.rope.items()}
 
     def forward(self, in_idx, kv_cache=None, last_only=False):
         """Logits (batch, num_tokens, vocab); with ``last_only`` just the last position's.
@@ -122,31 +236,37 @@ class GPTModel(nn.Module):
             )
         if kv_cache is not None and not self.supports_kv_cache:
             raise ValueError("the KV cache needs impl='fast' (the book's attention class has none)")
-        tok_embeds = self.tok_emb(in_idx)
         positions = (torch.arange(start, start + seq_len, device=in_idx.device) if kv_cache is None
                      else kv_cache.positions(start, seq_len, in_idx.device))  # per row with left padding
-        pos_embeds = self.pos_emb(positions)
-        x = tok_embeds + pos_embeds  # Shape [batch_size, num_tokens, emb_size]
-        x = self.drop_emb(x)
-        if kv_cache is None:
-            x = self.trf_blocks(x)
-        else:
-            for i, block in enumerate(self.trf_blocks):
-                x = block(x, kv_cache=kv_cache.layer(i))
+        x = self.embed(in_idx, positions)
+        rotations = self.rotations(positions)
+        for i, block in enumerate(self.trf_blocks):
+            x = block(x, rope=rotations.get(self.cfg.layer_types[i]),
+                      kv_cache=None if kv_cache is None else kv_cache.layer(i))
+        if kv_cache is not None:
             kv_cache.advance(seq_len)
         if last_only:
             x = x[:, -1:, :]
         x = self.final_norm(x)
         return self.out_head(x)
 
+    def router_aux_loss(self):
+        """The MoE load-balancing loss of the last training forward, times its coefficient (None: no MoE)."""
+        logits = [m.router_logits for m in self.modules()
+                  if isinstance(m, MixtureOfExperts) and m.router_logits is not None]
+        if not logits:
+            return None
+        return self.cfg.router_aux_loss_coef * load_balancing_loss(logits, self.cfg.n_experts,
+                                                                   self.cfg.n_experts_per_token)
+
 
 def init_gpt2_weights(model: GPTModel) -> GPTModel:
     """Re-initialise ``model`` the way GPT-2 (and nanoGPT) do; the book keeps PyTorch's defaults.
 
-    Linear and embedding weights ~ N(0, 0.02), biases 0, and the two projections that write into
-    the residual stream (attention output, second feed-forward layer) ~ N(0, 0.02 / sqrt(2 * n_layers)).
-    With a tied output head PyTorch's N(0, 1) embedding makes the first logits huge (a first loss
-    near 80 instead of ln(vocab_size)); this init starts near ln(vocab_size).
+    Linear and embedding weights ~ N(0, 0.02), biases 0, and the projections that write into the
+    residual stream (attention output, the feed-forward's last layer: each block marks them) ~
+    N(0, 0.02 / sqrt(2 * n_layers)). With a tied output head PyTorch's N(0, 1) embedding makes the first
+    logits huge (a first loss near 80 instead of ln(vocab_size)); this init starts near ln(vocab_size).
 
     >>> cfg = {**GPT_CONFIG_124M, "vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2,
     ...        "n_layers": 2, "tie_weights": True}
@@ -154,9 +274,9 @@ def init_gpt2_weights(model: GPTModel) -> GPTModel:
     0.02
     """
     residual_std = 0.02 / (2 * model.cfg["n_layers"]) ** 0.5
-    for name, module in model.named_modules():
+    for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            std = residual_std if name.endswith(("att.out_proj", "ff.layers.2")) else 0.02
+            std = residual_std if getattr(module, "writes_residual", False) else 0.02
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)

@@ -5,3 +5,4 @@ from ch02_text.common import UserInputError, bf16_supported, save_figure  # noqa
 from ch02_text.tokenizers import gpt2_tokenizer  # noqa: F401
 from ch03_attention.attention import MultiHeadAttention  # noqa: F401
 from ch03_attention.fast_attention import FastMultiHeadAttention  # noqa: F401
+from ch03_attention.fast_attention import causal_mask  # noqa: F401

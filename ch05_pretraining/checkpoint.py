@@ -17,7 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .previous_chapters import GPT_CONFIG_124M, UserInputError, atomic_writer, preset_heads, validate_config
+from .baselines import build_rung, split_legacy_rung
+from .previous_chapters import (
+    GPT_CONFIG_124M, GPTModel, UserInputError, atomic_writer, book_to_fast_state_dict, preset_heads, validate_config,
+)
 
 FORMAT = "llms-from-scratch-checkpoint"
 VERSION = 1
@@ -57,7 +60,9 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "config": dict(model.cfg),
+        "config": model.cfg.to_dict(),
+        "rung": getattr(model, "rung", None),
+        "impl": getattr(model, "impl", None),  # the kernels the optimizer state belongs to (not architecture)  # a baseline of the ladder (baselines.py), None for GPTModel
         "model": model.state_dict() if model_state is None else model_state,
         "optimizer": optimizer_state if optimizer_state is not None else (
             None if optimizer is None else optimizer.state_dict()),
@@ -148,14 +153,22 @@ def load_checkpoint(path, model=None, optimizer=None, map_location="cpu") -> dic
 def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> None:
     """Load an already-read checkpoint's weights (and optimizer state) after checking they fit."""
     if model is not None:
-        check_state_dict_fits(model, ckpt["model"], source)
-        model.load_state_dict(ckpt["model"])
+        state = ckpt["model"]
+        if isinstance(model, GPTModel):  # files of earlier versions in the book's layout migrate
+            state = book_to_fast_state_dict(state)
+        check_state_dict_fits(model, state, source)
+        model.load_state_dict(state)
     if optimizer is not None:
         if ckpt["optimizer"] is None:
             raise CheckpointError(f"{source} holds no optimizer state: it cannot resume training")
         from .engine.sharding import load_optimizer_state
 
         load_optimizer_state(model, optimizer, ckpt["optimizer"])
+
+
+def checkpoint_impl(ckpt) -> str:
+    """The kernels a checkpoint's optimizer state was made with ("book" or "fast"; a model state loads in either)."""
+    return ckpt.get("impl") or ckpt["config"].get("impl") or "fast"
 
 
 def model_from_checkpoint(path, device="cpu"):
@@ -165,14 +178,8 @@ def model_from_checkpoint(path, device="cpu"):
 
 
 def _build(ckpt, path, device):
-    from .previous_chapters import GPTModel
-
-    if "ladder" in ckpt["config"]:  # a rung of python -m ch05_pretraining.ladder
-        from .ladder import build_rung
-
-        model = build_rung(ckpt["config"])
-    else:
-        model = GPTModel(ckpt["config"])
+    config, legacy_rung = split_legacy_rung(ckpt["config"])
+    model = build_rung(config, ckpt.get("rung") or legacy_rung)
     apply_checkpoint(ckpt, model, source=f"checkpoint '{path}'")
     return model.to(device)
 
@@ -190,14 +197,13 @@ def config_from_state_dict(sd: dict, n_heads=None, source="state dict") -> dict:
     if n_heads is None:
         raise CheckpointError(f"{source}: the head count of a width-{emb_dim} model is not in the file: "
                               "pass --n-heads")
-    book = any(k.endswith("att.W_query.weight") for k in sd)
     return validate_config({
         **GPT_CONFIG_124M, "vocab_size": vocab_size, "emb_dim": emb_dim,
         "context_length": sd["pos_emb.weight"].shape[0], "n_heads": n_heads,
         "n_layers": len({k.split(".")[1] for k in sd if k.startswith("trf_blocks.")}),
         "qkv_bias": any(k.endswith(("att.W_query.bias", "att.qkv.bias")) for k in sd),
-        "impl": "book" if book else "fast",
-        "norm_position": "pre" if "final_norm.scale" in sd else "post",
+        "block": "pre" if "final_norm.scale" in sd else "post",
+        "family": "gpt2" if "final_norm.scale" in sd else "gpt1",
         "tie_weights": "out_head.weight" in sd and torch.equal(sd["out_head.weight"], sd["tok_emb.weight"]),
     })
 
@@ -207,8 +213,6 @@ def load_model_file(path, device="cpu", n_heads=None):
 
     Returns ``(model, ckpt)``; for a state dict ``ckpt`` holds just its ``config``.
     """
-    from .previous_chapters import GPTModel
-
     raw = load_torch_file(path, device)
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         ckpt = check_format(raw, path)
@@ -218,6 +222,7 @@ def load_model_file(path, device="cpu", n_heads=None):
         raise CheckpointError(f"{source} is neither a checkpoint of this project nor a model state dict")
     cfg = config_from_state_dict(raw, n_heads, source)
     model = GPTModel(cfg)
+    raw = book_to_fast_state_dict(raw)  # the book's layout (W_query, W_key, W_value) -> the one layout
     check_state_dict_fits(model, raw, source)
     model.load_state_dict(raw)
     return model.to(device), {"config": cfg, "tokenizer": "gpt2"}

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .book_loop import train_model_simple
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_impl, load_checkpoint, read_checkpoint, save_checkpoint
 from .gpt2_weights import DOWNLOAD_HINT, load_gpt2_safetensors
 from .loss import calc_loss_loader
 from .previous_chapters import (
@@ -54,8 +54,8 @@ def chapter_model(args):
     """(model, optimizer) of the chapter's run, from ``--checkpoint``; trained for one epoch if missing."""
     path = Path(args.checkpoint)
     if path.is_file():
-        cfg = read_checkpoint(path)["config"]
-        model = GPTModel(cfg)
+        ckpt = read_checkpoint(path)
+        model = GPTModel(ckpt["config"], impl=checkpoint_impl(ckpt))  # the optimizer state's own layout
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
         load_checkpoint(path, model, optimizer)
         return model, optimizer

@@ -24,9 +24,7 @@ import json
 import torch
 
 from .checkpoint import CheckpointError, check_state_dict_fits
-from .previous_chapters import (
-    GPT_CONFIG_124M, GPTModel, atomic_write_bytes, book_to_fast_state_dict, fast_to_book_state_dict, preset_heads,
-)
+from .previous_chapters import GPT_CONFIG_124M, GPTModel, UserInputError, atomic_write_bytes, preset_heads
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 # config.json settings GPTModel cannot represent, with the value it needs
@@ -35,7 +33,7 @@ TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 DOWNLOAD_HINT = ("download model.safetensors from huggingface.co/openai-community/gpt2 "
                  "(or gpt2-medium, gpt2-large, gpt2-xl)")
 
-# (our name in the book layout, HF name, transpose?)
+# (our name, HF name, transpose?); the fused qkv is GPT-2's c_attn, transposed
 BLOCK_MAP = [
     ("norm1.scale", "ln_1.weight", False), ("norm1.shift", "ln_1.bias", False),
     ("att.out_proj.weight", "attn.c_proj.weight", True), ("att.out_proj.bias", "attn.c_proj.bias", False),
@@ -123,19 +121,14 @@ def config_from_gpt2(tensors: dict, metadata: dict, path: Path, n_heads=None, hf
 
 
 def gpt2_to_state_dict(tensors: dict, cfg: dict, path: Path) -> dict:
-    """HF GPT-2 tensors -> our state dict in the *book* layout (W_query/W_key/W_value)."""
+    """HF GPT-2 tensors -> our state dict (one layout, whatever kernels the model runs)."""
     sd = {ours: _need(tensors, hf, path) for ours, hf in TOP_MAP}
     for i in range(cfg["n_layers"]):
         for ours, hf, transpose in BLOCK_MAP:
             t = _need(tensors, f"h.{i}.{hf}", path)
             sd[f"trf_blocks.{i}.{ours}"] = t.t().contiguous() if transpose else t
-        w = _need(tensors, f"h.{i}.attn.c_attn.weight", path).t()  # (3*emb, emb)
-        b = _need(tensors, f"h.{i}.attn.c_attn.bias", path)
-        for name, wq, bq in zip(("W_query", "W_key", "W_value"), w.chunk(3, dim=0), b.chunk(3, dim=0)):
-            sd[f"trf_blocks.{i}.att.{name}.weight"] = wq.contiguous()
-            sd[f"trf_blocks.{i}.att.{name}.bias"] = bq
-        sd[f"trf_blocks.{i}.att.mask"] = torch.triu(
-            torch.ones(cfg["context_length"], cfg["context_length"]), diagonal=1)
+        sd[f"trf_blocks.{i}.att.qkv.weight"] = _need(tensors, f"h.{i}.attn.c_attn.weight", path).t().contiguous()
+        sd[f"trf_blocks.{i}.att.qkv.bias"] = _need(tensors, f"h.{i}.attn.c_attn.bias", path)
     sd["out_head.weight"] = tensors.get("lm_head.weight", tensors["wte.weight"])
     return sd
 
@@ -145,11 +138,9 @@ def load_gpt2_safetensors(path, impl="fast", n_heads=None, device="cpu", drop_ra
     path, config_path = locate(path)
     hf_config = read_hf_config(config_path) if config_path is not None else None
     tensors, metadata = _read_safetensors(path)
-    cfg = {**config_from_gpt2(tensors, metadata, path, n_heads, hf_config), "impl": impl, "drop_rate": drop_rate}
+    cfg = {**config_from_gpt2(tensors, metadata, path, n_heads, hf_config), "drop_rate": drop_rate}
     sd = gpt2_to_state_dict(tensors, cfg, path)
-    if impl == "fast":
-        sd = book_to_fast_state_dict(sd)
-    model = GPTModel(cfg)
+    model = GPTModel(cfg, impl=impl)
     check_state_dict_fits(model, sd, f"GPT-2 weights '{path}'")
     model.load_state_dict(sd)
     return model.to(device).eval()
@@ -175,15 +166,12 @@ def export_gpt2_safetensors(model: GPTModel, folder) -> Path:
     """
     from safetensors.torch import save
 
-    from .previous_chapters import UserInputError
-
     cfg = model.cfg
-    if cfg["norm_position"] != "pre":
-        raise UserInputError("only pre-LayerNorm (GPT-2) models can be exported to GPT-2's layout; "
-                             "this one is post-LayerNorm (GPT-1)")
+    if cfg.block != "pre" or cfg.family != "gpt2":
+        what = "post-LayerNorm (GPT-1)" if cfg.block == "post" else cfg.family
+        raise UserInputError(f"only GPT-2 models (pre-LayerNorm, learned positions) can be exported to GPT-2's "
+                             f"layout; this one is {what}")
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if cfg["impl"] == "fast":
-        sd = fast_to_book_state_dict(sd, cfg["context_length"])
     out = {hf: sd[ours] for ours, hf in TOP_MAP}
     emb = cfg["emb_dim"]
     for i in range(cfg["n_layers"]):
@@ -191,10 +179,8 @@ def export_gpt2_safetensors(model: GPTModel, folder) -> Path:
         for ours, hf, transpose in BLOCK_MAP:
             t = sd[p + ours]
             out[f"h.{i}.{hf}"] = t.t() if transpose else t
-        out[f"h.{i}.attn.c_attn.weight"] = torch.cat(
-            [sd[f"{p}att.{n}.weight"] for n in ("W_query", "W_key", "W_value")], dim=0).t()
-        out[f"h.{i}.attn.c_attn.bias"] = torch.cat(
-            [sd.get(f"{p}att.{n}.bias", torch.zeros(emb)) for n in ("W_query", "W_key", "W_value")])
+        out[f"h.{i}.attn.c_attn.weight"] = sd[f"{p}att.qkv.weight"].t()
+        out[f"h.{i}.attn.c_attn.bias"] = sd.get(f"{p}att.qkv.bias", torch.zeros(3 * emb))
     if not cfg["tie_weights"]:
         out["lm_head.weight"] = sd["out_head.weight"]
     out = {k: v.contiguous().clone() for k, v in out.items()}

@@ -29,17 +29,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from .baselines import CountModel, build_rung
 from .checkpoint import save_checkpoint
+from .loss import calc_loss_loader
 from .previous_chapters import (
-    TOKENIZER_CHOICES, CausalAttention, CliParser, FeedForward, GPTModel, MultiHeadAttention, UserInputError,
+    TOKENIZER_CHOICES, CliParser, UserInputError,
     check_writable, cli_errors, fraction, model_config, positive_float, positive_int, save_figure, set_seed,
     tokenizer_to_dict,
 )
 from .engine.runtime import Runtime
-from .engine.token_data import TokenWindows
+from .engine.token_data import TokenWindows, load_datasets
 from .engine.trainer import Trainer, TrainSettings, make_optimizer
 
 WHAT_IT_ADDS = {
@@ -55,152 +56,6 @@ WHAT_IT_ADDS = {
 COUNT_MODELS = ("unigram", "bigram")
 
 
-# -- count models -------------------------------------------------------------------------------
-class CountModel:
-    """Unigram (``order=1``) or bigram (``order=2``) probabilities with add-k smoothing, from exact counts.
-
-    >>> bigram = CountModel(np.array([0, 1, 0, 1, 0, 2]), vocab_size=3, order=2, k=0.0)
-    >>> round(float(bigram.prob(0, 1)), 4), round(float(bigram.prob(0, 2)), 4)
-    (0.6667, 0.3333)
-    """
-
-    def __init__(self, train_ids: np.ndarray, vocab_size: int, order: int, k: float = 1.0):
-        self.vocab_size, self.order, self.k = vocab_size, order, k
-        ids = np.asarray(train_ids, dtype=np.int64)
-        if order == 1:
-            self.counts = np.bincount(ids, minlength=vocab_size)
-            self.total = len(ids)
-        else:  # counts of each (previous, next) pair, kept sparse: a dense table of GPT-2's ids would be 10 GB
-            pairs = ids[:-1] * vocab_size + ids[1:]
-            self.pair_keys, self.pair_counts = np.unique(pairs, return_counts=True)
-            self.prev_counts = np.bincount(ids[:-1], minlength=vocab_size)
-
-    @property
-    def n_params(self) -> int:
-        return self.vocab_size if self.order == 1 else len(self.pair_keys)  # the numbers it stores
-
-    def _pair_count(self, prev, nxt):
-        keys = np.asarray(prev) * self.vocab_size + np.asarray(nxt)
-        at = np.clip(np.searchsorted(self.pair_keys, keys), 0, len(self.pair_keys) - 1)
-        return np.where(self.pair_keys[at] == keys, self.pair_counts[at], 0)
-
-    def prob(self, prev, nxt):
-        """p(next | prev) (the unigram ignores ``prev``)."""
-        k, v = self.k, self.vocab_size
-        if self.order == 1:
-            return (self.counts[nxt] + k) / (self.total + k * v)
-        return (self._pair_count(prev, nxt) + k) / (self.prev_counts[prev] + k * v)
-
-    def loss(self, loader, num_batches=None) -> float:
-        """Mean cross-entropy over the loader's (input, target) pairs: the next token given the current one."""
-        total, n = 0.0, 0
-        for i, (x, y) in enumerate(loader):
-            if num_batches is not None and i >= num_batches:
-                break
-            p = self.prob(x.numpy().ravel(), y.numpy().ravel())
-            total, n = total - np.log(p).sum(), n + p.size
-        return total / n
-
-
-# -- neural models ----------------------------------------------------------------------------------
-class LadderModel(nn.Module):
-    """What every neural rung shares: a config, a context length, no KV cache (generate re-encodes)."""
-
-    supports_kv_cache = False
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.cfg = cfg
-
-    @property
-    def context_length(self) -> int:
-        return self.cfg["context_length"]
-
-    def embed(self, idx):
-        """Token + position embeddings, for the rungs that have positions."""
-        return self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
-
-
-class NgramMLP(LadderModel):
-    """Bengio et al. (2003): the embeddings of the previous ``n`` tokens, concatenated, through a tanh MLP.
-
-    Position t sees tokens t-n+1 ... t (a padding id before the start), nothing earlier.
-    """
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        n, d, v = cfg["n"], cfg["emb_dim"], cfg["vocab_size"]
-        self.tok_emb = nn.Embedding(v + 1, d)  # id v: "before the start of the text"
-        self.mlp = nn.Sequential(nn.Linear(n * d, 4 * d), nn.Tanh(), nn.Linear(4 * d, v))
-
-    def forward(self, idx):
-        n, v = self.cfg["n"], self.cfg["vocab_size"]
-        padded = torch.cat([torch.full_like(idx[:, :1], v).expand(-1, n - 1), idx], dim=1)
-        windows = padded.unfold(1, n, 1)  # (b, num_tokens, n): the n tokens ending at each position
-        return self.mlp(self.tok_emb(windows).flatten(2))  # (b, num_tokens, n * emb_dim) -> logits
-
-
-class LM1(LadderModel):
-    """Token embedding -> linear: each position sees only its own token (a neural bigram)."""
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"])
-
-    def forward(self, idx):
-        return self.out_head(self.tok_emb(idx))
-
-
-class LM2(LadderModel):
-    """+ position embedding + one causal self-attention head (chapter 3's ``CausalAttention``)."""
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        d = cfg["emb_dim"]
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], d)
-        self.pos_emb = nn.Embedding(cfg["context_length"], d)
-        self.att = CausalAttention(d, d, cfg["context_length"], 0.0)
-        self.out_head = nn.Linear(d, cfg["vocab_size"])
-
-    def forward(self, idx):
-        return self.out_head(self.att(self.embed(idx)))
-
-
-class LM3(LadderModel):
-    """+ multi-head attention + feed-forward, in ``n_blocks`` blocks without shortcuts or LayerNorm (LM4: several)."""
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        d = cfg["emb_dim"]
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], d)
-        self.pos_emb = nn.Embedding(cfg["context_length"], d)
-        self.blocks = nn.Sequential(*[
-            nn.Sequential(MultiHeadAttention(d, d, cfg["context_length"], 0.0, cfg["n_heads"]), FeedForward(cfg))
-            for _ in range(cfg["n_blocks"])])
-        self.out_head = nn.Linear(d, cfg["vocab_size"])
-
-    def forward(self, idx):
-        return self.out_head(self.blocks(self.embed(idx)))
-
-
-NEURAL = {"ngram-mlp": NgramMLP, "LM1": LM1, "LM2": LM2, "LM3": LM3, "LM4": LM3, "LM5": GPTModel}
-
-
-def rung_config(name: str, vocab_size: int, args) -> dict:
-    """The config of rung ``name``: one width, context and head count for all, so only the architecture differs."""
-    cfg = model_config("gpt2-small", vocab_size=vocab_size, context_length=args.context_length,
-                       emb_dim=args.emb_dim, n_heads=args.n_heads, n_layers=args.n_layers, drop_rate=args.drop_rate)
-    if name == "LM5":
-        return cfg
-    return {**cfg, "drop_rate": 0.0, "ladder": name, "n": args.n, "n_blocks": args.n_layers if name == "LM4" else 1}
-
-
-def build_rung(cfg: dict) -> nn.Module:
-    """A neural rung from its config (checkpoints of the ladder carry ``cfg["ladder"]``)."""
-    return NEURAL[cfg.get("ladder", "LM5")](cfg)
-
-
 # -- data -----------------------------------------------------------------------------------------------
 def copy_corpus(n_sequences: int, key_len: int = 8, n_symbols: int = 16, seed: int = 0) -> str:
     """Sequences ``keys|keys`` of random letters, one per line: the second half repeats the first.
@@ -214,10 +69,18 @@ def copy_corpus(n_sequences: int, key_len: int = 8, n_symbols: int = 16, seed: i
     return "".join(f"{k}|{k}\n" for k in keys)
 
 
+def rung_config(name: str, vocab_size: int, args):
+    """(architecture, rung) of rung ``name``: one width, context and head count for all, so only the
+    architecture differs (LM5, the GPTModel, has no rung)."""
+    cfg = model_config("gpt2-small", vocab_size=vocab_size, context_length=args.context_length,
+                       emb_dim=args.emb_dim, n_heads=args.n_heads, n_layers=args.n_layers, drop_rate=args.drop_rate)
+    if name == "LM5":
+        return cfg, None
+    return cfg.replace(drop_rate=0.0), {"name": name, "n": args.n, "n_blocks": args.n_layers if name == "LM4" else 1}
+
+
 def load_ladder_data(args):
     """(path name, tokenizer, train windows, val windows) as the train CLI reads them; --task copy makes its own."""
-    from .train import load_datasets
-
     if args.task == "copy":
         path = Path(args.out_dir) / "copy-task.txt"
         check_writable(path, "--out-dir")
@@ -227,18 +90,17 @@ def load_ladder_data(args):
         train_ratio = (n_train * stride + 0.5) / (args.copy_sequences * stride)
     else:
         data, tokenizer, stride, train_ratio = args.data, args.tokenizer, None, 0.9
-    ns = argparse.Namespace(data=data, tokenizer=tokenizer, train_ratio=train_ratio, stride=stride)
-    path, tok, train_ds, val_ds = load_datasets(ns, args.context_length)
+    path, tok, train_ds, val_ds = load_datasets(data, tokenizer, args.context_length, train_ratio, stride)
     if stride is not None:  # validation windows aligned with the sequences too
         val_ds = TokenWindows(val_ds.tokens, val_ds.start, val_ds.end, args.context_length, stride)
     return path, tok, train_ds, val_ds
 
 
 # -- the run ----------------------------------------------------------------------------------------------
-def train_rung(name, cfg, train_loader, val_loader, args, runtime):
+def train_rung(cfg, rung, train_loader, val_loader, args, runtime):
     """Train one neural rung for ``--steps``; returns (model, state, tokens/s)."""
     set_seed(args.seed)
-    model = build_rung(cfg)
+    model = build_rung(cfg, rung)
     optimizer = make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw, betas=(0.9, 0.99), decay="matrices")
     settings = TrainSettings(max_steps=args.steps, lr=args.lr, warmup_steps=min(50, args.steps // 10),
                              min_lr=args.lr / 10, grad_clip=1.0, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
@@ -271,11 +133,9 @@ def run(args):
             rows.append((name, counts.n_params, tr, va, float("nan")))
             curves[name] = va
             continue
-        cfg = rung_config(name, tokenizer.n_vocab, args)
-        model, state, speed = train_rung(name, cfg, train_loader, val_loader, args, runtime)
+        cfg, rung = rung_config(name, tokenizer.n_vocab, args)
+        model, state, speed = train_rung(cfg, rung, train_loader, val_loader, args, runtime)
         model.eval()
-        from .loss import calc_loss_loader
-
         with torch.no_grad():
             va = calc_loss_loader(val_loader, model, "cpu")
         rows.append((name, sum(p.numel() for p in model.parameters()), state.train_losses[-1], va, speed))

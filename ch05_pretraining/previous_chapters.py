@@ -18,8 +18,11 @@ from ch03_attention.attention import CausalAttention, MultiHeadAttention  # noqa
 from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout  # noqa: F401
 from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_state_dict  # noqa: F401
 from ch04_gpt.config import (  # noqa: F401
-    GPT_CONFIG_124M, estimate, model_config, preset_heads, validate_config,
+    ALL_PRESETS, GPT_CONFIG_124M, MODEL_PRESETS, ModelConfig, estimate, model_config, preset_heads, preset_values,
+    scaled_config, validate_config,
 )
+from ch04_gpt.families import FAMILIES, SMALLEST, TITLES, WHAT_IT_CHANGES  # noqa: F401
+from ch04_gpt.feed_forward import MixtureOfExperts  # noqa: F401
 from ch04_gpt.generate import decode_dtype, generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401
-from ch04_gpt.model import GPTModel, init_gpt2_weights  # noqa: F401
+from ch04_gpt.model import GPTModel, TransformerBlock, init_gpt2_weights  # noqa: F401

@@ -45,24 +45,27 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .book_loop import plot_losses
-from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, apply_checkpoint, checkpoint_impl, read_checkpoint, save_checkpoint, set_rng_state
 from .previous_chapters import (
     TOKENIZER_CHOICES, CliParser, UserInputError, add_device_argument, check_writable, choose_tokenizer, cli_errors,
     describe_tokenizer, find_data_file, fraction, model_config, names_tokenizer, nonneg_float, nonneg_int, pick_device,
     positive_float, positive_int, read_text_file, resolve_input, save_figure, set_seed, tokenizer_from_dict, tokenizer_to_dict,
     unit_interval, use_generator_dropout,
 )
+from .previous_chapters import (
+    ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, preset_values, scaled_config, validate_config,
+)
 from .engine.runtime import Runtime, finish_distributed, init_distributed
 from .engine.sharding import full_state, load_optimizer_state, shard
-from .engine.token_data import TokenFile, TokenWindows
+from .engine.token_data import load_datasets
 from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
 DEFAULT_OUT = "checkpoints/model.pt"
 DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)
-ARCHS = {"gpt2": "pre", "gpt1": "post"}  # --arch -> where LayerNorm sits in each block
+START_PRESET = {**SMALLEST, "gpt1": "gpt2-small"}  # --arch -> the preset it starts from (GPT-1: GPT-2 small's sizes)
 # On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
 FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "arch", "preset", "context_length", "emb_dim", "n_layers",
-                   "n_heads", "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
+                   "n_heads", "n_kv_heads", "sliding_window", "n_experts", "experts_per_token", "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
                    "seed")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
 SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
@@ -84,15 +87,25 @@ def build_parser():
     data.add_argument("--tokenizer", default="gpt2",
                       help=f"{TOKENIZER_CHOICES}; a token file brings its own")
     model = p.add_argument_group("model")
-    model.add_argument("--arch", choices=sorted(ARCHS), default="gpt2",
-                       help="gpt2 = LayerNorm before attention and feed-forward; gpt1 = after each shortcut")
-    model.add_argument("--preset", default="gpt2-small", help="gpt2-small|gpt2-medium|gpt2-large|gpt2-xl")
+    model.add_argument("--arch", choices=list(FAMILIES), default=None,
+                       help="the family's parts (python -m ch04_gpt.presets lists them; None: the preset's, "
+                            "else gpt2); gpt1 = GPT-2 with LayerNorm after each shortcut")
+    model.add_argument("--preset", default=None,
+                       help="sizes to start from (None: the family's smallest; gpt2: gpt2-small, the book's): "
+                            + ", ".join(ALL_PRESETS))
     model.add_argument("--context-length", type=positive_int, default=256, help="tokens per window (book: 256)")
     model.add_argument("--emb-dim", type=positive_int, help="override the preset's embedding size")
     model.add_argument("--n-layers", type=positive_int, help="override the preset's layer count")
     model.add_argument("--n-heads", type=positive_int, help="override the preset's head count")
+    model.add_argument("--n-kv-heads", type=positive_int,
+                       help="key/value heads (None: the preset's share of query heads per kv head)")
+    model.add_argument("--sliding-window", type=positive_int,
+                       help="keys a sliding layer sees (None: the preset's, at most half the context)")
+    model.add_argument("--n-experts", type=positive_int, help="MoE families: experts per layer (None: the preset's)")
+    model.add_argument("--experts-per-token", type=positive_int, help="MoE families: experts per token")
     model.add_argument("--drop-rate", type=fraction, default=0.1, help="dropout rate")
-    model.add_argument("--tie-weights", action="store_true", help="share token embedding and output head")
+    model.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
+                       help="share token embedding and output head (None: as the preset; the book's: no)")
     model.add_argument("--init", choices=("book", "gpt2"), default="book",
                        help="initial weights: book = PyTorch's defaults, as the book; gpt2 = N(0, 0.02) with "
                             "scaled residual projections, as GPT-2 and nanoGPT (use it with --tie-weights)")
@@ -176,7 +189,7 @@ def merge_resume_options(args, explicit: dict, ckpt: dict, path) -> list[str]:
     saved = ckpt.get("run_options") or {}
     cfg = ckpt["config"]  # what older checkpoints, without run_options, are checked against
     cfg_values = {k: cfg[k] for k in ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "tie_weights")}
-    cfg_values.update(book=cfg["impl"] == "book", arch="gpt2" if cfg["norm_position"] == "pre" else "gpt1")
+    cfg_values.update(book=checkpoint_impl(ckpt) == "book", arch=validate_config(cfg).family)
     for name in FIXED_ON_RESUME:
         have = saved.get(name, cfg_values.get(name))
         if name in explicit and have is not None and explicit[name] != have:
@@ -198,50 +211,6 @@ def merge_resume_options(args, explicit: dict, ckpt: dict, path) -> list[str]:
 
 
 # -- data ----------------------------------------------------------------------------------
-def load_datasets(args, context_length=None, saved_tokenizer=None, explicit=()):
-    """(path, tokenizer, train windows, val windows) from a prepared .bin token file (which brings
-    its tokenizer) or a UTF-8 text file (the book's 90/10 character split, tokenized here).
-
-    ``saved_tokenizer``: a resumed checkpoint's, which the data must have been made with.
-    """
-    if args.data and Path(args.data).suffix == ".bin":
-        token_file = TokenFile(args.data)
-        tokenizer = token_file.tokenizer
-        if "tokenizer" in explicit and not names_tokenizer(args.tokenizer, tokenizer):
-            raise UserInputError(f"--tokenizer {args.tokenizer} differs from the tokenizer that '{args.data}' was "
-                                 f"prepared with ({describe_tokenizer(tokenizer)}): leave --tokenizer out")
-        if saved_tokenizer is not None and tokenizer_to_dict(tokenizer) != saved_tokenizer:
-            raise UserInputError(f"'{args.data}' was prepared with another tokenizer than the checkpoint's")
-        splits = {"training": "train", "validation": "val"}
-        windows = {name: TokenWindows(token_file.tokens, *token_file.split(split), context_length,
-                                      args.stride if name == "training" else None)
-                   for name, split in splits.items()}
-        for name, ds in windows.items():
-            if len(ds) == 0:
-                start, end = token_file.split(splits[name])
-                raise UserInputError(
-                    f"the {name} split of '{args.data}' has {end - start} tokens, too few for one window of "
-                    f"--context-length {context_length}: lower it or prepare with another --val-fraction")
-        return Path(args.data), tokenizer, windows["training"], windows["validation"]
-
-    path = resolve_input(args.data) if args.data else find_data_file("the-verdict.txt")
-    text = read_text_file(path)
-    tokenizer = (tokenizer_from_dict(saved_tokenizer) if saved_tokenizer is not None
-                 else choose_tokenizer(args.tokenizer, text))
-    split_idx = int(args.train_ratio * len(text))
-    windows = {}
-    for name, part in (("training", text[:split_idx]), ("validation", text[split_idx:])):
-        ids = np.array(tokenizer.encode(part, allowed_special="all"), dtype=np.int64)
-        stride = args.stride if name == "training" else None  # None: the book's GPTDatasetV1 windows
-        windows[name] = TokenWindows(ids, 0, len(ids), context_length, stride)
-        if len(ids) < context_length + 1:
-            what = "is empty" if len(ids) == 0 else f"has {len(ids)} tokens"
-            raise UserInputError(
-                f"the {name} split of '{path.name}' {what}, but --context-length {context_length} needs "
-                f"at least {context_length + 1}: lower --context-length, change --train-ratio or use more text")
-    return path, tokenizer, windows["training"], windows["validation"]
-
-
 def make_loaders(args, train_ds, val_ds, rank=0, world_size=1, seed=123):
     """The book's loaders (shuffled, drop_last training; ordered validation); with several
     processes each rank gets its own shard of every epoch's permutation."""
@@ -260,12 +229,17 @@ def make_loaders(args, train_ds, val_ds, rank=0, world_size=1, seed=123):
 
 
 # -- model --------------------------------------------------------------------------------
-def build_model_config(args, impl, vocab_size):
-    overrides = {k: v for k, v in (("emb_dim", args.emb_dim), ("n_layers", args.n_layers),
-                                   ("n_heads", args.n_heads)) if v is not None}
-    return model_config(args.preset, vocab_size=vocab_size, context_length=args.context_length,
-                        drop_rate=args.drop_rate, tie_weights=args.tie_weights, impl=impl,
-                        norm_position=ARCHS[args.arch], **overrides)
+def build_model_config(args, vocab_size):
+    """The architecture of a new run: --arch's parts on --preset's sizes, with the size options applied."""
+    preset = args.preset or START_PRESET[args.arch or "gpt2"]
+    arch = args.arch or ("gpt2" if preset in MODEL_PRESETS else preset_values(preset)["family"])
+    if arch != "gpt2" and args.book:
+        raise UserInputError(f"--book runs the book's GPT-2 classes: --arch {arch} needs the fast path (leave --book out)")
+    tie = {} if args.tie_weights is None else {"tie_weights": args.tie_weights}
+    return scaled_config(preset, arch, emb_dim=args.emb_dim, n_layers=args.n_layers, n_heads=args.n_heads,
+                         n_kv_heads=args.n_kv_heads, sliding_window=args.sliding_window, n_experts=args.n_experts,
+                         experts_per_token=args.experts_per_token, vocab_size=vocab_size,
+                         context_length=args.context_length, drop_rate=args.drop_rate, **tie)
 
 
 def check_outputs(args, out: Path, plot_path: Path, tokenizer) -> None:
@@ -323,8 +297,10 @@ def run(args, explicit=None):
     context_length = resume["config"]["context_length"] if resume is not None else args.context_length
     with timed("start-up: reading and tokenizing the data"):
         data_path, tokenizer, train_ds, val_ds = load_datasets(
-            args, context_length, None if resume is None else stored_tokenizer(resume), explicit)
-    cfg = resume["config"] if resume is not None else build_model_config(args, runtime.impl, tokenizer.n_vocab)
+            args.data, args.tokenizer, context_length, train_ratio=args.train_ratio, stride=args.stride,
+            saved_tokenizer=None if resume is None else stored_tokenizer(resume),
+            tokenizer_given="tokenizer" in explicit)
+    cfg = validate_config(resume["config"]) if resume is not None else build_model_config(args, tokenizer.n_vocab)
     if cfg["vocab_size"] != tokenizer.n_vocab:
         raise CheckpointError(f"checkpoint '{args.resume}' has {cfg['vocab_size']} token embeddings but the "
                               f"tokenizer has {tokenizer.n_vocab} ids")
@@ -349,7 +325,7 @@ def run(args, explicit=None):
 
     with timed("start-up: building the model"):
         set_seed(args.seed)
-        model = GPTModel(cfg)
+        model = GPTModel(cfg, impl=runtime.impl)
         if args.init == "gpt2" and resume is None:
             init_gpt2_weights(model)
         model = model.to(device)
@@ -465,9 +441,11 @@ def wrap_model(model, device, rank, world_size, args):
 def print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
                      tokenizer):
     n_params = sum(p.numel() for p in model.parameters())
-    arch = "GPT-2 (pre-LN)" if cfg["norm_position"] == "pre" else "GPT-1 (post-LN)"
-    print(f"model: {arch}, {n_params:,} parameters, {cfg['n_layers']} layers, context {cfg['context_length']}, "
-          f"{cfg['impl']} layers, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
+    window = f", window {cfg.sliding_window}" if "sliding" in cfg.layer_types else ""
+    experts = f", {cfg.n_experts} experts ({cfg.n_experts_per_token} per token)" if cfg.ff == "moe" else ""
+    print(f"model: {TITLES.get(cfg.family, cfg.family)}, {n_params:,} parameters, "
+          f"{cfg['n_layers']} layers, {cfg.n_heads} heads ({cfg.n_kv_heads} kv){window}{experts}, "
+          f"context {cfg['context_length']}, {model.impl} layers, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
           + (f", {world_size} processes" if world_size > 1 else ""))
     print(f"data: {data_path.name}: {plural(len(train_loader), 'training batch')} of {args.batch_size}x"
           f"{cfg['context_length']} tokens, {plural(len(val_loader), 'validation batch')}; "

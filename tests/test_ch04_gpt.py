@@ -123,9 +123,11 @@ def test_unknown_preset_lists_valid_ones():
         model_config("gpt5")
 
 
-def test_config_reads_the_earlier_attn_impl_key():
-    cfg = validate_config({**TINY, "attn_impl": "book"})
-    assert cfg["impl"] == "book" and "attn_impl" not in cfg
+def test_config_reads_the_earlier_kernel_keys_as_kernels_not_architecture():
+    cfg = validate_config({**TINY, "attn_impl": "book", "norm_position": "post"})
+    assert "attn_impl" not in cfg and "impl" not in cfg and cfg.block == "post"
+    assert GPTModel({**TINY, "attn_impl": "book"}).impl == "book"
+    assert GPTModel({**TINY, "impl": "book"}, impl="fast").impl == "fast"
 
 
 def test_book_preset_spelling():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ch05_pretraining.ladder import CountModel, NgramMLP, build_parser, build_rung, copy_corpus, main, rung_config
+from ch05_pretraining.baselines import CountModel, NgramMLP, build_rung
+from ch05_pretraining.ladder import build_parser, copy_corpus, main, rung_config
 
 V, D, T = 11, 16, 12
 
@@ -16,7 +17,8 @@ V, D, T = 11, 16, 12
 def cfg_of(name, **changes):
     args = build_parser().parse_args(["--emb-dim", str(D), "--context-length", str(T), "--n-heads", "2",
                                       "--n-layers", "2", "--n", "3"])
-    return {**rung_config(name, V, args), **changes}
+    cfg, rung = rung_config(name, V, args)
+    return cfg.replace(**changes), rung
 
 
 def test_bigram_and_unigram_probabilities_on_a_toy_corpus():
@@ -35,7 +37,7 @@ def test_bigram_and_unigram_probabilities_on_a_toy_corpus():
 @pytest.mark.parametrize("name", ["ngram-mlp", "LM1", "LM2", "LM3", "LM4", "LM5"])
 def test_every_neural_rung_is_causal(name):
     torch.manual_seed(0)
-    model = build_rung(cfg_of(name, drop_rate=0.0)).eval()
+    model = build_rung(*cfg_of(name, drop_rate=0.0)).eval()
     idx = torch.randint(0, V, (2, T))
     changed = idx.clone()
     changed[:, 7:] = (changed[:, 7:] + 1) % V
@@ -44,7 +46,7 @@ def test_every_neural_rung_is_causal(name):
 
 
 def test_parameter_counts_match_their_formulas():
-    n_params = {name: sum(p.numel() for p in build_rung(cfg_of(name)).parameters())
+    n_params = {name: sum(p.numel() for p in build_rung(*cfg_of(name)).parameters())
                 for name in ("ngram-mlp", "LM1", "LM2")}
     assert n_params["LM1"] == V * D + D * V + V
     assert n_params["ngram-mlp"] == (V + 1) * D + (3 * D * 4 * D + 4 * D) + (4 * D * V + V)
@@ -53,7 +55,7 @@ def test_parameter_counts_match_their_formulas():
 
 def test_the_ngram_mlp_sees_exactly_n_previous_tokens():
     torch.manual_seed(0)
-    model = NgramMLP(cfg_of("ngram-mlp"))
+    model = NgramMLP(*cfg_of("ngram-mlp"))
     idx = torch.randint(0, V, (1, T))
     base = model(idx)[0, 9]
     for pos, seen in ((6, False), (7, True), (9, True)):  # position 9 sees 7, 8, 9 (n = 3)

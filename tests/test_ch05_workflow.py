@@ -56,7 +56,7 @@ def test_the_readmes_three_commands(prepared, tmp_path, capsys, monkeypatch):
     assert "GPT-1 (post-LN)" in printed and "own BPE: 256 bytes + 43 merges + 1 special = 300 ids" in printed
     assert state.global_step == 5 and state.track_tokens_seen[-1] == 6 * 4 * 32  # evaluated after the last step
     ckpt = read_checkpoint(out)
-    assert ckpt["config"]["norm_position"] == "post" and ckpt["config"]["vocab_size"] == 300
+    assert ckpt["config"]["block"] == "post" and ckpt["config"]["vocab_size"] == 300
     assert ckpt["tokenizer"] == header["tokenizer"]  # the tokenizer itself, not a path
     best = read_checkpoint(tmp_path / "shakespeare.best.pt")
     assert best["trainer_state"]["best_val_loss"] == min(state.val_losses)

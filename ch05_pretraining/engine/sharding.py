@@ -19,12 +19,15 @@ re-keyed by parameter name before FSDP loads it:
 
 from __future__ import annotations
 
+from ..previous_chapters import TransformerBlock
+
 
 def shard(model):
-    """``fully_shard`` every transformer block, then the model (embeddings, final norm, head)."""
+    """``fully_shard`` every transformer block (found by type, whatever holds it), then the model
+    (embeddings, final norm, head)."""
     from torch.distributed.fsdp import fully_shard
 
-    for block in model.trf_blocks:
+    for block in [m for m in model.modules() if isinstance(m, TransformerBlock)]:
         fully_shard(block)
     fully_shard(model)
     return model

@@ -24,7 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..previous_chapters import UserInputError, atomic_write_bytes, atomic_writer, tokenizer_from_dict
+from ..previous_chapters import (
+    UserInputError, atomic_write_bytes, atomic_writer, choose_tokenizer, describe_tokenizer, find_data_file,
+    names_tokenizer, read_text_file, resolve_input, tokenizer_from_dict, tokenizer_to_dict,
+)
 
 FORMAT = "llms-token-file"
 VERSION = 1
@@ -154,3 +157,52 @@ class TokenWindows(Dataset):
     def of_split(cls, token_file: TokenFile, split: str, context_length: int) -> "TokenWindows":
         """The windows of a token file's ``train`` or ``val`` split, read from disk as sampled."""
         return cls(token_file.tokens, *token_file.split(split), context_length)
+
+
+def load_datasets(data, tokenizer="gpt2", context_length=256, train_ratio=0.9, stride=None, saved_tokenizer=None,
+                  tokenizer_given=False):
+    """(path, tokenizer, train windows, val windows) from a prepared .bin token file (which brings
+    its tokenizer) or a UTF-8 text file (the book's 90/10 character split, tokenized here).
+
+    ``data`` None: the-verdict.txt; ``tokenizer``: a name or file for ``choose_tokenizer``
+    (``tokenizer_given``: it was asked for, so a token file made with another one is refused);
+    ``stride``: of the training windows (None: the book's non-overlapping ones);
+    ``saved_tokenizer``: a resumed checkpoint's, which the data must have been made with.
+    """
+    if data and Path(data).suffix == ".bin":
+        return _token_file_datasets(data, tokenizer, context_length, stride, saved_tokenizer, tokenizer_given)
+    path = resolve_input(data) if data else find_data_file("the-verdict.txt")
+    text = read_text_file(path)
+    tok = tokenizer_from_dict(saved_tokenizer) if saved_tokenizer is not None else choose_tokenizer(tokenizer, text)
+    split_idx = int(train_ratio * len(text))
+    windows = {}
+    for name, part in (("training", text[:split_idx]), ("validation", text[split_idx:])):
+        ids = np.array(tok.encode(part, allowed_special="all"), dtype=np.int64)
+        windows[name] = TokenWindows(ids, 0, len(ids), context_length, stride if name == "training" else None)
+        if len(ids) < context_length + 1:
+            what = "is empty" if len(ids) == 0 else f"has {len(ids)} tokens"
+            raise UserInputError(
+                f"the {name} split of '{path.name}' {what}, but --context-length {context_length} needs "
+                f"at least {context_length + 1}: lower --context-length, change --train-ratio or use more text")
+    return path, tok, windows["training"], windows["validation"]
+
+
+def _token_file_datasets(data, tokenizer, context_length, stride, saved_tokenizer, tokenizer_given):
+    token_file = TokenFile(data)
+    tok = token_file.tokenizer
+    if tokenizer_given and not names_tokenizer(tokenizer, tok):
+        raise UserInputError(f"--tokenizer {tokenizer} differs from the tokenizer that '{data}' was "
+                             f"prepared with ({describe_tokenizer(tok)}): leave --tokenizer out")
+    if saved_tokenizer is not None and tokenizer_to_dict(tok) != saved_tokenizer:
+        raise UserInputError(f"'{data}' was prepared with another tokenizer than the checkpoint's")
+    splits = {"training": "train", "validation": "val"}
+    windows = {name: TokenWindows(token_file.tokens, *token_file.split(split), context_length,
+                                  stride if name == "training" else None)
+               for name, split in splits.items()}
+    for name, ds in windows.items():
+        if len(ds) == 0:
+            start, end = token_file.split(splits[name])
+            raise UserInputError(
+                f"the {name} split of '{data}' has {end - start} tokens, too few for one window of "
+                f"--context-length {context_length}: lower it or prepare with another --val-fraction")
+    return Path(data), tok, windows["training"], windows["validation"]

@@ -254,7 +254,12 @@ class Trainer:
         """
         with self.autocast():
             loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
-        (loss / group_size if group_size > 1 else loss).backward()
+        total = loss
+        aux = self.raw_model.router_aux_loss() if hasattr(self.raw_model, "router_aux_loss") else None
+        if aux is not None:  # mixture of experts: the load-balancing loss trains the routers
+            total = loss + aux
+            self.router_aux_loss = float(aux)
+        (total / group_size if group_size > 1 else total).backward()
         return loss
 
     def optimizer_step(self, state: TrainState):
@@ -282,7 +287,9 @@ class Trainer:
         if state.best_val_loss is None or val_loss < state.best_val_loss:
             state.best_val_loss, state.best_step = val_loss, state.global_step
         if self.is_main:
-            self.log(format_eval_line(epoch, state.global_step, train_loss, val_loss))
+            aux = getattr(self, "router_aux_loss", None)
+            self.log(format_eval_line(epoch, state.global_step, train_loss, val_loss)
+                     + ("" if aux is None else f", router aux loss {aux:.4f}"))
             if self.progress is not None:
                 self.progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
 
