@@ -120,7 +120,7 @@ def generate_batch(model, prompts, max_new_tokens, pick_next=greedy, eos_id=None
                              f"context of {model.context_length}: shorten the prompts or generate fewer tokens")
     if not model.supports_kv_cache:
         raise UserInputError("batched generation needs the KV cache (impl='fast')")
-    device = model.pos_emb.weight.device
+    device = model.tok_emb.weight.device
     idx = torch.tensor([[pad_id] * (longest - len(p)) + list(p) for p in prompts], device=device)
     cache = model.new_kv_cache(len(prompts))
     cache.set_padding(torch.tensor([[False] * (longest - len(p)) + [True] * len(p) for p in prompts],

@@ -88,9 +88,9 @@ class RotaryEmbedding(nn.Module):
         inv_freq, self.attention_factor = rope_frequencies(head_dim, theta, scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def reset_buffers(self):
-        """Recompute ``inv_freq`` (after a model built on the meta device is materialised)."""
-        self.inv_freq = rope_frequencies(self.head_dim, self.theta, self.scaling)[0].to(self.inv_freq.device)
+    def reset_buffers(self, device="cpu"):
+        """Recompute ``inv_freq`` on ``device`` (after a model built on the meta device is materialised)."""
+        self.inv_freq = rope_frequencies(self.head_dim, self.theta, self.scaling)[0].to(device)
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype):
         angles = positions[..., None].float() * self.inv_freq  # (T, head_dim/2) or (b, T, head_dim/2)
