@@ -141,9 +141,10 @@ class ModelConfig(Mapping):
         return validate_config({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict:
-        """Plain values (lists for tuples): what a checkpoint stores and ``validate_config`` reads back."""
+        """Every field, derived ones too, as plain values (lists for tuples): what a checkpoint stores and
+        ``validate_config`` reads back."""
         out = {}
-        for name in self:
+        for name in FIELD_NAMES:
             value = getattr(self, name)
             out[name] = list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, dict) else value
         return out
