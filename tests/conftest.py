@@ -1,11 +1,19 @@
 """Shared fixtures, the tiny model config, and skipping what needs a data file that is not there.
 
-Data comes from data/ or $LLMS_DATA_DIR (.ci/run sets ../shared/data). Without the data files, a test
-that needs one is skipped with the library's own line naming the file and where to place it.
+Data comes from data/ or $LLMS_DATA_DIR (.ci/run sets ../shared/data); tests never download it.
+Without the data files, a test that needs one is skipped with the library's own line naming the file
+and where to place it, and the run ends with one line counting them. Under LLMS_STRICT_TESTS=1
+(.ci/run) nothing is skipped for a missing data file or test extra: the test fails.
 """
+
+import os
 
 import matplotlib
 import pytest
+
+os.environ["LLMS_NO_DOWNLOAD"] = "1"  # before any test looks for a data file
+STRICT = os.environ.get("LLMS_STRICT_TESTS") == "1"
+MISSING_EXTRA = "could not import"  # pytest.importorskip's reason
 
 from ch04_gpt.config import GPT_CONFIG_124M
 
@@ -20,12 +28,27 @@ TINY_ARGS = ["--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-
 MISSING_DATA = "not found: place"  # in every DataFileError message (ch02_text.common)
 
 
+def _strict_fail(report) -> None:
+    """Under LLMS_STRICT_TESTS a skip for a missing test extra is a failure."""
+    if STRICT and report.skipped and MISSING_EXTRA in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"{report.longrepr}\n(LLMS_STRICT_TESTS=1: install requirements-dev.txt)"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _strict_fail(outcome.get_result())
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A missing data file (raised, or reported by a CLI as its one error: line) skips the test."""
+    """A missing data file (raised, or reported by a CLI as its one error: line) skips the test,
+    except under LLMS_STRICT_TESTS, where the data must be there."""
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is None or not report.failed:
+    _strict_fail(report)
+    if STRICT or call.excinfo is None or not report.failed:
         return
     from ch02_text.common import DataFileError
 
@@ -36,6 +59,14 @@ def pytest_runtest_makereport(item, call):
     message = str(exc) if isinstance(exc, DataFileError) else said[0].strip(" E'[]")
     report.outcome = "skipped"
     report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {message}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line counting the tests skipped for missing data files."""
+    missing = [r for r in terminalreporter.stats.get("skipped", []) if MISSING_DATA in str(r.longrepr)]
+    if missing:
+        terminalreporter.write_line(f"{len(missing)} tests skipped because data files are missing: place them as "
+                                    "the skip lines say (or set LLMS_DATA_DIR)")
 
 
 @pytest.fixture(scope="session")

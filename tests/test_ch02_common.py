@@ -21,22 +21,26 @@ def test_lookup_order_data_then_env(tmp_path, monkeypatch):
 
 
 def test_download_failure_is_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.delenv(common.NO_DOWNLOAD_ENV)  # conftest turns downloads off; here a local file:// URL fails
     monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
     monkeypatch.setenv(common.DATA_ENV, str(tmp_path / "nowhere"))
     monkeypatch.setitem(common.DATA_URLS, "the-verdict.txt", (tmp_path / "missing.txt").as_uri())
     with pytest.raises(common.DataFileError) as info:
         common.find_data_file("the-verdict.txt")
     msg = str(info.value)
-    assert "data/the-verdict.txt" in msg and common.DATA_ENV in msg and "\n" not in msg
+    assert str(tmp_path / "data" / "the-verdict.txt") in msg and common.DATA_ENV in msg and "\n" not in msg
     assert not (tmp_path / "data" / "the-verdict.txt").exists()
 
 
-def test_download_writes_into_data(tmp_path, monkeypatch):
+def test_download_writes_into_data_and_tests_never_download(tmp_path, monkeypatch):
     src = tmp_path / "src.txt"
     src.write_text("payload")
     monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
     monkeypatch.delenv(common.DATA_ENV, raising=False)
     monkeypatch.setitem(common.DATA_URLS, "the-verdict.txt", src.as_uri())
+    with pytest.raises(common.DataFileError, match="downloads are off"):  # the tests' setting (conftest)
+        common.find_data_file("the-verdict.txt")
+    monkeypatch.delenv(common.NO_DOWNLOAD_ENV)
     path = common.find_data_file("the-verdict.txt")
     assert path == tmp_path / "data" / "the-verdict.txt" and path.read_text() == "payload"
     assert [p.name for p in path.parent.iterdir()] == ["the-verdict.txt"]  # no temp file left
