@@ -20,10 +20,13 @@ from .bpe import BPETokenizer, read_json_file
 from .char_tokenizer import FORMAT as CHAR_FORMAT
 from .char_tokenizer import CharTokenizer
 from .common import UserInputError
+from .hf_tokenizer import FORMAT as HF_FORMAT
+from .hf_tokenizer import HFTokenizer
 from .tokenizers import SPECIAL_TOKENS, gpt2_tokenizer
 
 GPT2 = {"format": "gpt2"}  # tiktoken's GPT-2 encoding, built from the released files: nothing more to store
-CHOICES = "gpt2, char, or a tokenizer .json file (python -m ch02_text.bpe or prepare --train-tokenizer)"
+CHOICES = ("gpt2, char, a tokenizer .json file (python -m ch02_text.bpe or prepare --train-tokenizer), or a model "
+           "folder with a Hugging Face tokenizer.json")
 
 
 def choose_tokenizer(name: str, text: str | None = None, specials: str = "gpt2"):
@@ -34,13 +37,18 @@ def choose_tokenizer(name: str, text: str | None = None, specials: str = "gpt2")
         if text is None:
             raise UserInputError("--tokenizer char reads its characters from a text file: give --data a .txt file")
         return CharTokenizer.from_text(text, SPECIAL_TOKENS[specials])
+    if Path(name).is_dir():
+        return HFTokenizer.from_folder(name)
     if Path(name).suffix == ".json":
-        return tokenizer_from_dict(read_json_file(name, "tokenizer file"), f"tokenizer file '{name}'")
+        data = read_json_file(name, "tokenizer file")
+        if isinstance(data, dict) and "model" in data and "added_tokens" in data:  # Hugging Face's tokenizer.json
+            return HFTokenizer.from_folder(Path(name).parent)
+        return tokenizer_from_dict(data, f"tokenizer file '{name}'")
     raise UserInputError(f"--tokenizer {name!r} is not known: use {CHOICES}")
 
 
 def tokenizer_to_dict(tok) -> dict:
-    if isinstance(tok, (BPETokenizer, CharTokenizer)):
+    if isinstance(tok, (BPETokenizer, CharTokenizer, HFTokenizer)):
         return tok.to_dict()
     if getattr(tok, "name", None) == "gpt2":
         return dict(GPT2)
@@ -51,7 +59,7 @@ def tokenizer_from_dict(data, source="tokenizer"):
     """The tokenizer a token file or checkpoint carries (``"gpt2"``: files written before tokenizers were stored)."""
     if data == "gpt2" or data == GPT2:
         return gpt2_tokenizer()
-    kinds = {BPE_FORMAT: BPETokenizer, CHAR_FORMAT: CharTokenizer}
+    kinds = {BPE_FORMAT: BPETokenizer, CHAR_FORMAT: CharTokenizer, HF_FORMAT: HFTokenizer}
     kind = kinds.get(data.get("format")) if isinstance(data, dict) else None
     if kind is None:
         raise UserInputError(f"{source} is not a tokenizer of this project: use {CHOICES}")
@@ -72,6 +80,8 @@ def describe(tok) -> str:
         n = len(tok.special_tokens)
         return (f"char: {len(tok.chars)} characters + {n} special token{'s' if n != 1 else ''} "
                 f"= {tok.n_vocab} ids")
+    if isinstance(tok, HFTokenizer):
+        return tok.describe()
     if isinstance(tok, BPETokenizer):
         return f"own BPE: 256 bytes + {len(tok.merges)} merges + {len(tok.special_tokens)} special = {tok.n_vocab} ids"
     return f"gpt2: {tok.n_vocab:,} ids"

@@ -64,6 +64,13 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
+def stop_ids(eos_id, device) -> torch.Tensor | None:
+    """``eos_id`` (None, one id, or several: a chat model's end-of-turn and end-of-text) as a tensor."""
+    if eos_id is None:
+        return None
+    return torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), device=device)
+
+
 def greedy(logits):
     return torch.argmax(logits, dim=-1, keepdim=True)
 
@@ -73,7 +80,7 @@ def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eo
     """Generation loop shared by every sampler; ``pick_next(logits (b, vocab)) -> ids (b, 1)``.
 
     ``use_cache=None`` uses the KV cache whenever the model supports it. Stops early when
-    every sequence's next token is ``eos_id`` (that token is not appended). ``on_token(ids)``
+    every sequence's next token is ``eos_id`` (one id or several; that token is not appended). ``on_token(ids)``
     is called with each new (b, 1) column as it is made (for streaming).
     """
     check_max_new_tokens(max_new_tokens)
@@ -82,6 +89,7 @@ def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eo
     context_size = min(context_size, model.context_length)
     if use_cache is None:
         use_cache = model.supports_kv_cache
+    eos = stop_ids(eos_id, idx.device)
     with torch.inference_mode():  # no autograd bookkeeping at all, cheaper per token than no_grad
         cache = model.new_kv_cache(idx.shape[0]) if use_cache else None
         for step in range(max_new_tokens):
@@ -93,7 +101,7 @@ def generate_loop(model, idx, max_new_tokens, context_size, pick_next=greedy, eo
             else:  # feed only the newest token
                 logits = model(idx[:, -1:], kv_cache=cache, last_only=True)
             idx_next = pick_next(logits[:, -1, :].float())  # fp32 even for a bf16 model: same sampling math
-            if eos_id is not None and bool(torch.all(idx_next == eos_id)):
+            if eos is not None and bool(torch.all(torch.isin(idx_next, eos))):
                 break
             idx = torch.cat((idx, idx_next), dim=1)
             if on_token is not None:
@@ -126,13 +134,14 @@ def generate_batch(model, prompts, max_new_tokens, pick_next=greedy, eos_id=None
     cache.set_padding(torch.tensor([[False] * (longest - len(p)) + [True] * len(p) for p in prompts],
                                    device=device))
     out = [[] for _ in prompts]
+    eos = stop_ids(eos_id, device)
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     with torch.inference_mode():
         logits = model(idx, kv_cache=cache, last_only=True)
         for _ in range(max_new_tokens):
             idx_next = pick_next(logits[:, -1, :].float())  # (b, 1)
-            if eos_id is not None:
-                done |= idx_next[:, 0] == eos_id
+            if eos is not None:
+                done |= torch.isin(idx_next[:, 0], eos)
             for row in (~done).nonzero()[:, 0].tolist():
                 out[row].append(int(idx_next[row, 0]))
             if bool(done.all()):

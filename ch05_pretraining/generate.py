@@ -7,14 +7,18 @@
     python -m ch05_pretraining.generate --checkpoint checkpoints/model.pt --interactive
     python -m ch05_pretraining.generate --gpt2 data/gpt2-small-124M.safetensors --prompt "Hello" --prompt "I am"
     python -m ch05_pretraining.generate --checkpoint checkpoints/ladder/LM2.pt --interactive
+    python -m ch05_pretraining.generate --hf models/Qwen3-0.6B --interactive --chat
 
-A checkpoint brings its tokenizer (GPT-2's, characters, or a trained BPE) and architecture.
+A checkpoint brings its tokenizer (GPT-2's, characters, a trained BPE, or a model folder's tokenizer.json)
+and architecture; --hf reads a Hugging Face folder (Llama 3, Qwen3, Gemma 3, Mistral, Mixtral, OLMo 2/3,
+GPT-2) with its tokenizer.json. --chat (with --interactive) keeps a conversation through the folder's chat
+template and stops each reply at the model's end-of-turn ids; ":reset" starts a new conversation.
 
 Interactive commands: any text generates a continuation (streamed; Ctrl-C stops it and
 returns to the prompt); ":top N TEXT" shows the N most likely next tokens with
 probabilities; ":tok TEXT" shows how TEXT is tokenized;
 ":set temperature|top_k|top_p|max_new_tokens VALUE" changes a setting (top_k/top_p: a
-value or none); ":settings" shows them; ":help"; ":quit" (or Ctrl-D).
+value or none); ":settings" shows them; ":reset" clears a --chat conversation; ":help"; ":quit" (or Ctrl-D).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import torch
 
 from .checkpoint import CheckpointError, load_model_file
 from .gpt2_weights import load_gpt2_safetensors
+from .hf_weights import load_hf
 from .previous_chapters import (
     CliParser, UserInputError, add_device_argument, choose_tokenizer, cli_errors, decode_dtype, generate_batch,
+    render_chat,
     names_tokenizer,
     nonneg_float,
     nonneg_int, pick_device, positive_int, probability_mass, set_seed, tokenizer_from_dict,
@@ -42,6 +48,8 @@ def build_parser():
     src.add_argument("--checkpoint", help="checkpoint written by ch05_pretraining.train, or a model state dict (.pth)")
     src.add_argument("--gpt2", metavar="SAFETENSORS",
                      help="GPT-2 weights in Hugging Face's layout: model.safetensors or its folder")
+    src.add_argument("--hf", metavar="FOLDER",
+                     help="a Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json)")
     p.add_argument("--prompt", action="append", default=None,
                    help="text to continue; give it several times to continue several prompts in one batch "
                         "(None: 'Every effort moves you')")
@@ -57,6 +65,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=123, help="seed for sampling")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the tokenizer's end-of-text token")
     p.add_argument("--interactive", action="store_true", help="read prompts and commands from stdin")
+    p.add_argument("--chat", action="store_true",
+                   help="with --interactive: each line is a user turn of one conversation, rendered with the "
+                        "tokenizer's chat template")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="weights and KV cache while generating: auto = bfloat16 where the processor has bf16 "
                         "(about twice the tokens/s), else float32 (the book's exact texts)")
@@ -79,6 +90,10 @@ def load_model(args, device):
             tokenizer = tokenizer_from_dict(ckpt["tokenizer"], source)
         else:
             tokenizer = choose_tokenizer(args.tokenizer or "gpt2")
+    elif args.hf:
+        source = f"--hf '{args.hf}'"
+        model = load_hf(args.hf, device=device)
+        tokenizer = choose_tokenizer(args.tokenizer or ("gpt2" if model.cfg.family == "gpt2" else args.hf))
     else:
         model = load_gpt2_safetensors(args.gpt2, device=device)
         source = f"--gpt2 '{args.gpt2}'"
@@ -96,9 +111,10 @@ OPTIONAL_SETTINGS = ("top_k", "top_p")
 class Session:
     """The model, its tokenizer and the sampling settings; one method per interactive command."""
 
-    def __init__(self, model, tokenizer, device, settings: SamplingSettings, eos_id=None):
+    def __init__(self, model, tokenizer, device, settings: SamplingSettings, eos_id=None, chat=False):
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.settings, self.eos_id = settings, eos_id
+        self.chatting, self.history = chat, []  # --chat: the conversation so far
 
     def complete(self, prompt: str, on_text=None) -> str:
         """Prompt + continuation; ``on_text(piece)`` receives the new text as it is generated."""
@@ -124,6 +140,22 @@ class Session:
         probs = torch.softmax(self.model(idx)[0, -1].float(), dim=-1)
         values, ids = torch.topk(probs, min(n, probs.numel()))
         return [(self.tokenizer.decode([i]), v) for i, v in zip(ids.tolist(), values.tolist())]
+
+    def chat(self, text: str, on_text=None) -> str:
+        """One user turn of the conversation; returns the reply (the history keeps both)."""
+        self.history.append({"role": "user", "content": text})
+        tok = self.tokenizer
+        prompt = render_chat(tok.chat_template, self.history, bos_token=tok.bos_token or "",
+                             eos_token=tok.eos_token or "")
+        idx = torch.tensor([tok.encode(prompt, allowed_special="all")], device=self.device)
+        s = self.settings
+        stream = None if on_text is None else TextStream(tok, on_text)
+        out = generate(self.model, idx[:, -self.model.context_length:], s.max_new_tokens, self.model.context_length,
+                       temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, eos_id=tok.stop_ids(),
+                       on_token=None if stream is None else stream.add)
+        reply = tok.tokenizer.decode(out[0, idx.shape[1]:].tolist(), skip_special_tokens=True).strip()
+        self.history.append({"role": "assistant", "content": reply})
+        return reply
 
     def tokenize(self, text: str) -> list[tuple[int, str]]:
         ids = self.tokenizer.encode(text, allowed_special="all")
@@ -189,10 +221,19 @@ def handle(session: Session, line: str, out=print, write=None) -> bool:
                 raise UserInputError(f"usage: :set NAME VALUE, NAME one of {', '.join(SETTING_TYPES)}")
             session.set(*parts)
             out(f"{parts[0]} = {getattr(session.settings, parts[0])}")
+        elif command == ":reset":
+            session.history.clear()
+            out("(a new conversation)" if session.chatting else "(nothing to reset: --chat keeps a conversation)")
         elif command == ":settings":
             out(", ".join(f"{k} = {v}" for k, v in dataclasses.asdict(session.settings).items()))
         elif command.startswith(":"):
             raise UserInputError(f"unknown command '{command}': type :help")
+        elif session.chatting:
+            reply = session.chat(line, on_text=write)
+            if write is None:
+                out(reply)
+            else:
+                write("\n")
         elif write is None:
             out(session.complete(line))
         else:
@@ -238,15 +279,27 @@ def interact(session: Session) -> None:
             print("(stopped)", file=sys.stderr)
 
 
+def check_chat(args) -> None:
+    if args.chat and not args.interactive:
+        raise UserInputError("--chat keeps a conversation in the REPL: give --interactive too")
+    if args.interactive and args.prompt:
+        raise UserInputError("--prompt is for one-shot runs; --interactive reads its prompts from the input: "
+                             "give one of them")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     with cli_errors():
         device = pick_device(args.device)
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+        check_chat(args)
         model, tokenizer = load_model(args, device)
+        if args.chat and not getattr(tokenizer, "chat_template", None):
+            raise UserInputError(f"--chat needs a chat template, and the tokenizer of this model has none "
+                                 f"(tokenizer_config.json's chat_template): leave --chat out to continue text")
         model = model.to(decode_dtype(device, args.dtype))
         session = Session(model, tokenizer, device, settings,
-                          eos_id=tokenizer.eot_token if args.stop_at_eos else None)
+                          eos_id=tokenizer.eot_token if args.stop_at_eos else None, chat=args.chat)
         set_seed(args.seed)
         prompts = args.prompt or ["Every effort moves you"]
         if not args.interactive and len(prompts) > 1:

@@ -9,6 +9,7 @@ from ch02_text.common import (  # noqa: F401
     find_local_data_file, pick_device, read_data_text, read_text_file, resolve_input, save_figure, set_seed,
 )
 from ch02_text.dataloader import create_dataloader_v1  # noqa: F401
+from ch02_text.hf_tokenizer import HFTokenizer, render_chat  # noqa: F401
 from ch02_text.tokenizer_choice import (  # noqa: F401
     CHOICES as TOKENIZER_CHOICES, choose_tokenizer, describe as describe_tokenizer, names_tokenizer,
     tokenizer_from_dict, tokenizer_to_dict,

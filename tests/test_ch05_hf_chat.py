@@ -1,0 +1,124 @@
+"""Model folders' tokenizers and chat (issue 21): tokenizer.json ids equal transformers', a chat template renders as
+apply_chat_template renders it, and generate --hf chats in the REPL, stopping each reply at the end-of-turn id."""
+
+import io
+import json
+import sys
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt for the parity tests")
+tokenizers = pytest.importorskip("tokenizers")
+
+from ch02_text.hf_tokenizer import HFTokenizer, render_chat  # noqa: E402
+from ch02_text.tokenizer_choice import tokenizer_from_dict, tokenizer_to_dict  # noqa: E402
+
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SPECIALS = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]  # ids 0, 1, 2
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+TEXTS = ["Hello world, it's 2026!", "Café déjà vu — naïve", "東京は雨です。", "12345 678\n\n  indented\ttab",
+         "<|im_start|>user\nhi<|im_end|>"]
+
+
+def llama3_style_tokenizer():
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["Every effort moves you, café déjà vu, 東京 雨 です 123 4567\n" * 3, "It's a test of the tokenizer.\n"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A tiny random Qwen3 with a trained tokenizer and a ChatML template, as save_pretrained writes them."""
+    folder = tmp_path_factory.mktemp("qwen3-chat")
+    tok = llama3_style_tokenizer()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    config = transformers.Qwen3Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=48,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                      max_position_embeddings=256, eos_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.Qwen3ForCausalLM(config)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_ids_equal_transformers_tokenizer(folder):
+    ours = HFTokenizer.from_folder(folder)
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    for text in TEXTS:
+        ids = ours.encode(text, allowed_special="all")
+        assert ids == theirs(text, add_special_tokens=False).input_ids, text
+        assert ours.decode(ids) == text
+    again = tokenizer_from_dict(tokenizer_to_dict(ours))  # stored whole in checkpoints
+    assert again.encode(TEXTS[2]) == ours.encode(TEXTS[2]) and again.stop_ids() == ours.stop_ids() == [0]
+    with pytest.raises(Exception, match="contains the special token"):
+        ours.encode(TEXTS[4])  # as tiktoken: a special token in plain text must be allowed
+
+
+def test_chat_template_renders_as_transformers(folder):
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Café?"}]
+    ours = HFTokenizer.from_folder(folder)
+    for prompt in (True, False):
+        assert render_chat(ours.chat_template, messages, add_generation_prompt=prompt) == \
+            theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+
+
+def run_generate(argv, stdin, monkeypatch, capsys):
+    from ch05_pretraining.generate import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    main(argv)
+    return capsys.readouterr()
+
+
+def test_generate_hf_chats_and_resets(folder, monkeypatch, capsys):
+    out = run_generate(["--hf", str(folder), "--interactive", "--chat", "--max-new-tokens", "5"],
+                       "Hello there\n:reset\nCafé?\n", monkeypatch, capsys)
+    assert "(a new conversation)" in out.out and len(out.out.splitlines()) == 3
+
+
+def test_a_reply_stops_at_the_end_of_turn_id(folder):
+    from ch05_pretraining.generate import Session
+    from ch05_pretraining.hf_weights import load_hf
+    from ch05_pretraining.sampling import SamplingSettings
+
+    model = load_hf(folder)
+    with torch.no_grad():
+        model.out_head.weight.zero_()  # every logit 0: greedy picks id 0, <|im_end|>
+    session = Session(model, HFTokenizer.from_folder(folder), "cpu", SamplingSettings(0.0, None, None, 20), chat=True)
+    assert session.chat("Hi") == "" and session.history[-1] == {"role": "assistant", "content": ""}
+    assert len(session.history) == 2
+
+
+def test_chat_without_a_template_or_without_interactive_is_one_line(folder, tmp_path, monkeypatch, capsys):
+    from ch05_pretraining.generate import main
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (plain / name).write_bytes((folder / name).read_bytes())
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    for argv, message in ((["--hf", str(plain), "--interactive", "--chat"], "needs a chat template"),
+                          (["--hf", str(folder), "--chat"], "give --interactive too"),
+                          (["--hf", str(tmp_path / "nowhere")], "is not a folder")):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.startswith("error:") and message in err, err
