@@ -58,13 +58,14 @@ from .previous_chapters import (
 from .engine.runtime import Runtime, finish_distributed, init_distributed
 from .engine.sharding import full_state, load_optimizer_state, shard
 from .engine.token_data import load_datasets
+from .hf_weights import load_hf
 from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
 
 DEFAULT_OUT = "checkpoints/model.pt"
 DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)
 START_PRESET = {**SMALLEST, "gpt1": "gpt2-small"}  # --arch -> the preset it starts from (GPT-1: GPT-2 small's sizes)
 # On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
-FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "arch", "preset", "context_length", "emb_dim", "n_layers",
+FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "init_from", "arch", "preset", "context_length", "emb_dim", "n_layers",
                    "n_heads", "n_kv_heads", "sliding_window", "n_experts", "experts_per_token", "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
                    "seed")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
@@ -103,7 +104,11 @@ def build_parser():
                        help="keys a sliding layer sees (None: the preset's, at most half the context)")
     model.add_argument("--n-experts", type=positive_int, help="MoE families: experts per layer (None: the preset's)")
     model.add_argument("--experts-per-token", type=positive_int, help="MoE families: experts per token")
-    model.add_argument("--drop-rate", type=fraction, default=0.1, help="dropout rate")
+    model.add_argument("--init-from", metavar="FOLDER", default=None,
+                       help="continue pretraining a Hugging Face model folder (Llama 3, Qwen3, Gemma 3, ...): its "
+                            "config, weights and tokenizer.json")
+    model.add_argument("--drop-rate", type=fraction, default=0.1, help="dropout rate (--init-from: the folder's, 0, "
+                                                                          "unless given)")
     model.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
                        help="share token embedding and output head (None: as the preset; the book's: no)")
     model.add_argument("--init", choices=("book", "gpt2"), default="book",
@@ -261,6 +266,17 @@ def check_outputs(args, out: Path, plot_path: Path, tokenizer) -> None:
                              "give one of them")
 
 
+def check_init_from(args, explicit) -> None:
+    """--init-from: the folder decides the model, so the options that would decide it are refused."""
+    deciding = [o for o in ("arch", "preset", "emb_dim", "n_layers", "n_heads", "n_kv_heads", "sliding_window",
+                            "n_experts", "experts_per_token", "tie_weights", "book") if o in explicit]
+    if deciding:
+        flag = "--" + deciding[0].replace("_", "-")
+        raise UserInputError(f"{flag} and --init-from: the folder's config.json decides the model; leave {flag} out")
+    if args.init != "book" and "init" in explicit:
+        raise UserInputError("--init and --init-from: the folder's weights are the initial weights; leave --init out")
+
+
 def best_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.best{out.suffix}")
 
@@ -294,15 +310,33 @@ def run(args, explicit=None):
         resume = read_checkpoint(args.resume, map_location=device)
         changes = merge_resume_options(args, explicit, resume, args.resume)
     runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, own_dropout=args.own_dropout)
-    context_length = resume["config"]["context_length"] if resume is not None else args.context_length
+    # tokens per window: the option (restored on resume), or the model's context for checkpoints without options
+    context_length = resume["config"]["context_length"] if resume is not None and not resume.get("run_options") \
+        else args.context_length
+    pretrained = None
+    if args.init_from and resume is None:
+        check_init_from(args, explicit)
+        with timed("start-up: building the model"):
+            pretrained = load_hf(args.init_from)
+        if context_length > pretrained.context_length:
+            raise UserInputError(f"--context-length {context_length} exceeds the context of --init-from "
+                                 f"'{args.init_from}' ({pretrained.context_length}): lower it")
+        if "tokenizer" not in explicit:
+            args.tokenizer = "gpt2" if pretrained.cfg.family == "gpt2" else args.init_from
     with timed("start-up: reading and tokenizing the data"):
         data_path, tokenizer, train_ds, val_ds = load_datasets(
             args.data, args.tokenizer, context_length, train_ratio=args.train_ratio, stride=args.stride,
             saved_tokenizer=None if resume is None else stored_tokenizer(resume),
             tokenizer_given="tokenizer" in explicit)
-    cfg = validate_config(resume["config"]) if resume is not None else build_model_config(args, tokenizer.n_vocab)
-    if cfg["vocab_size"] != tokenizer.n_vocab:
-        raise CheckpointError(f"checkpoint '{args.resume}' has {cfg['vocab_size']} token embeddings but the "
+    if resume is not None:
+        cfg = validate_config(resume["config"])
+    elif pretrained is not None:
+        cfg = pretrained.cfg.replace(drop_rate=args.drop_rate) if "drop_rate" in explicit else pretrained.cfg
+    else:
+        cfg = build_model_config(args, tokenizer.n_vocab)
+    if cfg["vocab_size"] != tokenizer.n_vocab and not (pretrained is not None and cfg.vocab_size > tokenizer.n_vocab):
+        source = f"checkpoint '{args.resume}'" if resume is not None else f"--init-from '{args.init_from}'"
+        raise CheckpointError(f"{source} has {cfg['vocab_size']} token embeddings but the "
                               f"tokenizer has {tokenizer.n_vocab} ids")
     out = Path(args.out or args.resume or DEFAULT_OUT)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
@@ -315,7 +349,7 @@ def run(args, explicit=None):
                              "(N >= 2)")
     set_seed(args.seed)
     train_loader, val_loader = make_loaders(args, train_ds, val_ds, rank, world_size, args.seed)
-    tokens_per_step = args.batch_size * cfg["context_length"] * args.grad_accum * world_size
+    tokens_per_step = args.batch_size * context_length * args.grad_accum * world_size
     max_steps = args.max_steps or (math.ceil(args.max_tokens / tokens_per_step) if args.max_tokens else None)
     settings = TrainSettings(
         epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
@@ -325,8 +359,12 @@ def run(args, explicit=None):
 
     with timed("start-up: building the model"):
         set_seed(args.seed)
-        model = GPTModel(cfg, impl=runtime.impl)
-        if args.init == "gpt2" and resume is None:
+        if pretrained is not None:  # its weights, in fp32 master weights (autocast computes in bf16 where it pays)
+            model = GPTModel(cfg, impl=runtime.impl)
+            model.load_state_dict(pretrained.float().state_dict())
+        else:
+            model = GPTModel(cfg, impl=runtime.impl)
+        if args.init == "gpt2" and resume is None and pretrained is None:
             init_gpt2_weights(model)
         model = model.to(device)
         if runtime.own_dropout and cfg["drop_rate"] > 0:  # its own stream: one per process under torchrun
@@ -463,7 +501,7 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
     if is_main and not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm
 
-        tokens_per_batch = args.batch_size * unwrap(model).context_length
+        tokens_per_batch = args.batch_size * args.context_length
         done = 0 if state is None else state.epoch * len(train_loader) + state.batch_in_epoch
         batches = (settings.max_steps * settings.grad_accum if settings.max_steps
                    else settings.epochs * len(train_loader))

@@ -122,3 +122,63 @@ def test_chat_without_a_template_or_without_interactive_is_one_line(folder, tmp_
             main(argv)
         err = capsys.readouterr().err
         assert exc.value.code == 1 and err.startswith("error:") and message in err, err
+
+
+def test_train_init_from_a_folder_then_export_it_back(folder, corpus, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from ch05_pretraining.checkpoint import read_checkpoint
+    from ch05_pretraining.export import main as export
+    from ch05_pretraining.train import main as train
+
+    out = tmp_path / "cont.pt"
+    state = train(["--init-from", str(folder), "--data", str(corpus), "--context-length", "32", "--batch-size", "2",
+                   "--max-steps", "2", "--lr", "1e-12", "--eval-freq", "1", "--eval-iter", "1", "--no-progress",
+                   "--start-context", "Every", "--out", str(out)])
+    assert state.global_step + 1 == 2
+    ckpt = read_checkpoint(out)
+    assert ckpt["tokenizer"]["format"] == "hf-tokenizers" and ckpt["config"]["family"] == "qwen3"
+    before = load_file(folder / "model.safetensors")
+    after = ckpt["model"]["trf_blocks.1.ff.fc3.weight"]
+    torch.testing.assert_close(after, before["model.layers.1.mlp.down_proj.weight"], atol=1e-6, rtol=0)
+    # back to a folder transformers reads, with the tokenizer
+    export(["--checkpoint", str(out), "--out", str(tmp_path / "hf")])
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ids = torch.tensor([tok("Every effort", add_special_tokens=False).input_ids])
+    from ch05_pretraining.checkpoint import model_from_checkpoint
+
+    ours, _ = model_from_checkpoint(out)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(ids).logits, ours.eval()(ids), atol=1e-4, rtol=1e-4)
+    with pytest.raises(SystemExit):
+        train(["--init-from", str(folder), "--data", str(corpus), "--emb-dim", "64", "--out", str(tmp_path / "x.pt")])
+    assert "--emb-dim and --init-from" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_export_says_which_tokenizer_file_is_missing(corpus, tmp_path, capsys):
+    from ch05_pretraining.export import main as export
+    from ch05_pretraining.train import main as train
+
+    train(["--data", str(corpus), "--tokenizer", "char", "--arch", "llama", "--emb-dim", "32", "--n-heads", "4",
+           "--n-layers", "1", "--context-length", "16", "--max-steps", "1", "--no-progress", "--start-context", "I",
+           "--out", str(tmp_path / "c.pt")])
+    capsys.readouterr()
+    written = export(["--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "hf")])
+    assert written == ["config.json", "model.safetensors"]
+    assert "tokenizer.json not written: the checkpoint's tokenizer (char:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        export(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "hf2")])
+    assert capsys.readouterr().err.startswith("error:") and not (tmp_path / "hf2").exists()
+
+
+def test_a_gpt2_checkpoint_exports_with_gpt2s_tokenizer_json(corpus, tmp_path, gpt2_tok):
+    from ch05_pretraining.export import main as export
+    from ch05_pretraining.train import main as train
+
+    train(["--data", str(corpus), "--emb-dim", "32", "--n-heads", "2", "--n-layers", "1", "--context-length", "16",
+           "--max-steps", "1", "--no-progress", "--out", str(tmp_path / "g.pt")])
+    assert "tokenizer.json" in export(["--checkpoint", str(tmp_path / "g.pt"), "--out", str(tmp_path / "hf")])
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    for text in TEXTS[:4]:
+        assert theirs(text).input_ids == gpt2_tok.encode(text), text
