@@ -101,7 +101,8 @@ def memory_bandwidth(megabytes=512, repeats=5) -> float:
 
 def weight_bytes_per_token(model) -> int:
     """Bytes of weights one decoding step reads: everything but the two embedding look-ups (the head is read)."""
-    lookups = model.tok_emb.weight.numel() * (0 if model.cfg["tie_weights"] else 1) + model.pos_emb.weight.numel()
+    positions = model.pos_emb.weight.numel() if hasattr(model, "pos_emb") else 0  # RoPE: none
+    lookups = model.tok_emb.weight.numel() * (0 if model.cfg["tie_weights"] else 1) + positions
     params = sum(p.numel() for p in model.parameters()) - lookups
     return params * next(model.parameters()).element_size()
 

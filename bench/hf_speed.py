@@ -1,0 +1,125 @@
+"""Open-weight shapes against transformers: greedy decoding speed in fp32 and bf16, and loading memory.
+
+    python -m bench.hf_speed                          # Llama-3.2-1B and Qwen3-0.6B shapes, 200 new tokens
+    python -m bench.hf_speed --shapes qwen3-0.6b --new-tokens 50
+
+For each shape a model with random weights is written by transformers (``save_pretrained``, bf16, as real
+folders are), then, as separate processes, loaded by ``load_hf`` and by ``from_pretrained``: peak RSS above
+the process's baseline and seconds. Then both decode the same prompt greedily, batch 1, in fp32 and in bf16,
+beside the memory-bandwidth limit (weight bytes read per token / measured copy bandwidth); the fp32 tokens
+are checked equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from bench.generate_speed import memory_bandwidth, weight_bytes_per_token
+from bench.timing import machine_line
+from ch04_gpt.config import model_config
+from ch04_gpt.generate import generate_text_cached
+
+LOAD_SNIPPET = """
+import json, resource, sys, time, torch
+kind, folder, dtype = sys.argv[1:4]
+dtype = getattr(torch, dtype)
+if kind == "ours":
+    from ch05_pretraining.hf_weights import load_hf
+else:
+    import transformers
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+if kind == "ours":
+    model = load_hf(folder, dtype=dtype)
+else:
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+weights = sum(p.numel() * p.element_size() for p in model.parameters())
+print(json.dumps({"seconds": seconds, "peak_kb": peak - base, "weights": weights}))
+"""
+
+
+def write_random_folder(shape: str, folder: str) -> None:
+    import transformers
+
+    from ch05_pretraining.hf_weights import hf_config
+
+    config = hf_config(model_config(shape, context_length=2048))
+    hf = transformers.AutoConfig.for_model(**config)
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        model = transformers.AutoModelForCausalLM.from_config(hf, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+
+
+def load_cost(kind: str, folder: str, dtype: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET, kind, folder, dtype], check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def decode_rates(folder: str, dtype, n: int, bandwidth: float) -> list[tuple]:
+    import transformers
+
+    from ch05_pretraining.hf_weights import load_hf
+
+    ours = load_hf(folder, dtype=dtype)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+    idx = torch.tensor([[128, 2000, 311, 4000, 17]])
+    runs = {"ours (generate_text_cached)": lambda: generate_text_cached(ours, idx, n, 2048),
+            "transformers generate": lambda: theirs.generate(idx, max_new_tokens=n, min_new_tokens=n,
+                                                             do_sample=False, pad_token_id=0)}
+    generate_text_cached(ours, idx, 3, 2048)  # warm-up
+    theirs.generate(idx, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    rows, outputs = [], {}
+    for name, fn in runs.items():
+        start = time.perf_counter()
+        outputs[name] = fn()
+        rows.append((name, n / (time.perf_counter() - start)))
+    per_token = weight_bytes_per_token(ours)
+    same = torch.equal(*outputs.values())
+    return [(name, rate, per_token, bandwidth / per_token) for name, rate in rows], same
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.hf_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=["llama-3.2-1b", "qwen3-0.6b"])
+    p.add_argument("--new-tokens", type=int, default=200)
+    args = p.parse_args(argv)
+    bandwidth = memory_bandwidth()
+    print(f"machine: {machine_line()}; memory bandwidth (copy) {bandwidth / 1e9:.1f} GB/s")
+    for shape in args.shapes:
+        with tempfile.TemporaryDirectory() as folder:
+            write_random_folder(shape, folder)
+            print(f"\n{shape} shape, random weights saved by transformers in bf16")
+            print("| load | dtype | seconds | peak RSS | weights | peak / weights |")
+            print("| --- | --- | ---: | ---: | ---: | ---: |")
+            for dtype in ("bfloat16", "float32"):
+                for kind, label in (("ours", "load_hf"), ("transformers", "from_pretrained")):
+                    cost = load_cost(kind, folder, dtype)
+                    peak = cost["peak_kb"] * 1024
+                    print(f"| {label} | {dtype} | {cost['seconds']:.1f} | {peak / 1e9:.2f} GB | "
+                          f"{cost['weights'] / 1e9:.2f} GB | {peak / cost['weights']:.2f} |")
+            print(f"| decoding, {args.new_tokens} new tokens, batch 1 | dtype | tokens/s | weight bytes per token | "
+                  "limit | share of the limit |")
+            print("| --- | --- | ---: | ---: | ---: | ---: |")
+            for dtype in (torch.float32, torch.bfloat16):
+                rows, same = decode_rates(folder, dtype, args.new_tokens, bandwidth)
+                for name, rate, per_token, limit in rows:
+                    print(f"| {name} | {str(dtype)[6:]} | {rate:.2f} | {per_token / 1e9:.2f} GB | {limit:.2f} | "
+                          f"{rate / limit:.0%} |")
+                print(f"| (same tokens as transformers: {same}) | | | | | |")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
