@@ -69,7 +69,13 @@ def probability_mass(text):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the description's line breaks and show every option's default."""
+    """Keep the description's line breaks and show every option's default (once: a help that says what
+    None means already shows it)."""
+
+    def _get_help_string(self, action):
+        if "(None" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class CliParser(argparse.ArgumentParser):

@@ -135,6 +135,15 @@ def check_writable(path, what: str = "--out") -> Path:
     return path
 
 
+def check_folder(path, what: str = "--out-dir") -> Path:
+    """A folder the run will write into: refused now if a file is in its place or it cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{what} '{path}' is a file, not a folder: give a folder")
+    check_writable(path / "probe", what)
+    return path
+
+
 def find_data_file(name: str, download: bool = True, timeout: float = 20.0) -> Path:
     """Locate data file ``name`` (e.g. ``"gpt2/vocab.bpe"``); download it as a last resort."""
     path = find_local_data_file(name)

@@ -86,6 +86,10 @@ class HFTokenizer:
                                      "(allowed_special) or remove it")
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def encode_ordinary(self, text: str) -> list[int]:
+        """tiktoken's name for encoding a document (prepare): its special tokens are taken as written."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
     def decode(self, ids) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 

@@ -325,4 +325,4 @@ for ax, (weights, title) in zip(axes, panels):
                     color="white" if weights[i, j] < 0.5 else "black", fontsize=8)
 fig.colorbar(im, ax=axes, shrink=0.8)
 figure_path = save_figure(fig, "ch03_attention_weights.png", getattr(ARGS, "image_dir", None))
-print("Saved figure:", figure_path.name)
+print("Saved figure:", figure_path)

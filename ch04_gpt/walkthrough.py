@@ -124,7 +124,7 @@ for i, (y, label) in enumerate(zip([y_gelu, y_relu], ["GELU", "ReLU"]), 1):
 
 plt.tight_layout()
 figure_path = save_figure(fig, "ch04_gelu_relu.png", getattr(ARGS, "image_dir", None))
-print("Saved figure:", figure_path.name)
+print("Saved figure:", figure_path)
 
 # %%
 print(GPT_CONFIG_124M["emb_dim"])

@@ -1,6 +1,11 @@
 """``python -m ch05_pretraining``: walk through chapter 5 and print what the book prints."""
 
-from .previous_chapters import add_device_argument, chapter_parser, positive_int, run_walkthrough
+from pathlib import Path
+
+from .previous_chapters import (
+    UserInputError, add_device_argument, chapter_parser, check_folder, cli_errors, pick_device, positive_int,
+    run_walkthrough,
+)
 
 BOOK_EPOCHS = 10
 
@@ -23,7 +28,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.image_dir is None and args.epochs != BOOK_EPOCHS:
         args.image_dir = args.out_dir  # a shorter run's figures must not replace the book's in image/
+    with cli_errors():
+        check_options(args)
     return run_walkthrough("ch05_pretraining.walkthrough", args)
+
+
+def check_options(args) -> None:
+    """What the walk-through would find wrong only after minutes of training, found now."""
+    pick_device(args.device)
+    check_folder(args.out_dir, "--out-dir")
+    if args.image_dir is not None:
+        check_folder(args.image_dir, "--image-dir")
+    if args.gpt2_weights is not None and not Path(args.gpt2_weights).exists():
+        raise UserInputError(f"--gpt2-weights '{args.gpt2_weights}' does not exist: download GPT-2's "
+                             "model.safetensors (see the README) or leave the option out")
 
 
 if __name__ == "__main__":

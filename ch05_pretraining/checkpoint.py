@@ -92,9 +92,7 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
         raise CheckpointError(f"{what} '{path}' cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means: not a checkpoint we can read
         kind = "a text file" if _looks_like_text(path) else "damaged or not a PyTorch checkpoint"
-        raise CheckpointError(
-            f"{what} '{path}' is {kind} ({type(exc).__name__}): re-create it or pick another file"
-        ) from None
+        raise CheckpointError(f"{what} '{path}' is {kind}: re-create it or pick another file") from None
 
 
 def _looks_like_text(path: Path) -> bool:
@@ -161,9 +159,17 @@ def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> N
     if optimizer is not None:
         if ckpt["optimizer"] is None:
             raise CheckpointError(f"{source} holds no optimizer state: it cannot resume training")
-        from .engine.sharding import load_optimizer_state
+        optimizer.load_state_dict(by_index(model, ckpt["optimizer"]))
 
-        load_optimizer_state(model, optimizer, ckpt["optimizer"])
+
+def by_index(model, optimizer_state: dict) -> dict:
+    """An optimizer state keyed by parameter index, as ``optimizer.load_state_dict`` takes it (a sharded run
+    saves it keyed by parameter name; engine/sharding.py loads either into a sharded model)."""
+    index = {name: i for i, (name, _) in enumerate(model.named_parameters())}
+    if not any(isinstance(k, str) for k in optimizer_state["state"]):
+        return optimizer_state
+    return {"state": {index[k]: v for k, v in optimizer_state["state"].items()},
+            "param_groups": [{**g, "params": [index[p] for p in g["params"]]} for g in optimizer_state["param_groups"]]}
 
 
 def checkpoint_impl(ckpt) -> str:

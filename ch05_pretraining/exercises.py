@@ -20,7 +20,7 @@ from .checkpoint import checkpoint_impl, load_checkpoint, read_checkpoint, save_
 from .gpt2_weights import DOWNLOAD_HINT, load_gpt2_safetensors
 from .loss import calc_loss_loader
 from .previous_chapters import (
-    GPT_CONFIG_124M, GPTModel, create_dataloader_v1, find_local_data_file, gpt2_tokenizer, read_data_text,
+    GPT_CONFIG_124M, GPTModel, check_writable, create_dataloader_v1, find_local_data_file, gpt2_tokenizer, read_data_text,
     run_exercises,
 )
 from .sampling import generate, print_sampled_tokens, softmax_with_temperature
@@ -53,11 +53,15 @@ def verdict_loaders(context_length, batch_size=2):
 def chapter_model(args):
     """(model, optimizer) of the chapter's run, from ``--checkpoint``; trained for one epoch if missing."""
     path = Path(args.checkpoint)
+    check_writable(path, "--checkpoint")  # a folder, or a place that cannot be written: now, not after an epoch
     if path.is_file():
         ckpt = read_checkpoint(path)
         model = GPTModel(ckpt["config"], impl=checkpoint_impl(ckpt))  # the optimizer state's own layout
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
         load_checkpoint(path, model, optimizer)
+        if ckpt.get("epoch") not in (None, 10):
+            print(f"{path} holds a model trained for {ckpt['epoch']} epoch(s), not the book's 10: the values below "
+                  "differ from the published ones (python -m ch05_pretraining writes the 10-epoch one)")
         return model, optimizer
     print(f"{path} not found (python -m ch05_pretraining writes it after 10 epochs): "
           "training the chapter's model for 1 epoch first")
@@ -81,6 +85,8 @@ def exercise_5_1(args):
         counts = print_sampled_tokens(softmax_with_temperature(NEXT_TOKEN_LOGITS, temperature), inverse_vocab)
         pizza[temperature] = int(counts[VOCAB["pizza"]])
     print("\n" + ", ".join(f"temperature {t}: {n} x pizza ({n / 10:.1f}%)" for t, n in pizza.items()))
+    exact = softmax_with_temperature(NEXT_TOKEN_LOGITS, 5)[VOCAB["pizza"]].item()
+    print(f"exact probability of 'pizza' at temperature 5: {exact:.4f} (sampled: {pizza[5] / 1000:.3f})")
     return pizza
 
 

@@ -52,7 +52,7 @@ def build_parser():
                      help="a Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json)")
     p.add_argument("--prompt", action="append", default=None,
                    help="text to continue; give it several times to continue several prompts in one batch "
-                        "(None: 'Every effort moves you')")
+                        "(None: the checkpoint's --start-context, else 'Every effort moves you')")
     p.add_argument("--max-new-tokens", type=nonneg_int, default=50, help="tokens to generate")
     p.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely tokens")
@@ -75,21 +75,38 @@ def build_parser():
     return p
 
 
-def load_model(args, device):
-    """``(model, tokenizer)`` of --checkpoint or --gpt2, the vocabulary checked against the tokenizer.
+DEFAULT_PROMPT = "Every effort moves you"
 
-    A checkpoint carries its tokenizer; a bare state dict uses --tokenizer; GPT-2's weights GPT-2's.
+
+def load_model(args, device):
+    """``(model, tokenizer, default prompt)`` of --checkpoint, --hf or --gpt2, the vocabulary checked against
+    the tokenizer.
+
+    A checkpoint carries its tokenizer (and its run's --start-context, the default prompt); a bare state
+    dict uses --tokenizer; GPT-2's weights GPT-2's; a model folder its tokenizer.json.
     """
+    prompt = DEFAULT_PROMPT
     if args.checkpoint:
         model, ckpt = load_model_file(args.checkpoint, device=device, n_heads=args.n_heads)
         source = f"--checkpoint '{args.checkpoint}'"
+        if "format" in ckpt and args.n_heads is not None:
+            raise UserInputError(f"--n-heads is read off a bare state dict; {source} stores its whole config: "
+                                 "leave --n-heads out")
+        prompt = (ckpt.get("run_options") or {}).get("start_context") or DEFAULT_PROMPT
         if "format" in ckpt:  # a checkpoint of this project: its own tokenizer, whatever --tokenizer says
             if args.tokenizer is not None and not names_tokenizer(args.tokenizer, tokenizer_from_dict(ckpt["tokenizer"])):
                 raise UserInputError(f"--tokenizer {args.tokenizer} is not the tokenizer {source} was trained "
                                      "with (a checkpoint brings its own): leave --tokenizer out")
             tokenizer = tokenizer_from_dict(ckpt["tokenizer"], source)
         else:
+            if args.tokenizer == "char":
+                raise UserInputError(f"--tokenizer char is read off the training text, which the bare state dict "
+                                     f"{source} does not carry: generate from a checkpoint written by train (it "
+                                     "carries its tokenizer)")
             tokenizer = choose_tokenizer(args.tokenizer or "gpt2")
+            if model.cfg.vocab_size != tokenizer.n_vocab:
+                raise CheckpointError(f"{source} has {model.cfg.vocab_size:,} token embeddings but the tokenizer "
+                                      f"has {tokenizer.n_vocab:,} ids: give the --tokenizer it was trained with")
     elif args.hf:
         source = f"--hf '{args.hf}'"
         model = load_hf(args.hf, device=device)
@@ -101,7 +118,7 @@ def load_model(args, device):
     if model.cfg["vocab_size"] < tokenizer.n_vocab:
         raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
                               f"has {tokenizer.n_vocab:,} ids: it was not trained with this tokenizer")
-    return model.eval(), tokenizer
+    return model.eval(), tokenizer, prompt
 
 
 SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
@@ -293,7 +310,7 @@ def main(argv=None):
         device = pick_device(args.device)
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
         check_chat(args)
-        model, tokenizer = load_model(args, device)
+        model, tokenizer, default_prompt = load_model(args, device)
         if args.chat and not getattr(tokenizer, "chat_template", None):
             raise UserInputError(f"--chat needs a chat template, and the tokenizer of this model has none "
                                  f"(tokenizer_config.json's chat_template): leave --chat out to continue text")
@@ -301,7 +318,7 @@ def main(argv=None):
         session = Session(model, tokenizer, device, settings,
                           eos_id=tokenizer.eot_token if args.stop_at_eos else None, chat=args.chat)
         set_seed(args.seed)
-        prompts = args.prompt or ["Every effort moves you"]
+        prompts = args.prompt or [default_prompt]
         if not args.interactive and len(prompts) > 1:
             texts = session.complete_batch(prompts)
             print("\n\n".join(texts))

@@ -22,8 +22,11 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from .checkpoint import CheckpointError
+from .gpt2_weights import export_gpt2_safetensors, load_gpt2_safetensors
 from .previous_chapters import FAMILIES, GPTModel, UserInputError, atomic_write_bytes, bf16_supported, validate_config
 
 CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME = "config.json", "model.safetensors", "model.safetensors.index.json"
@@ -208,8 +211,6 @@ class TensorFolder:
     """The safetensors of a folder (one file or shards), memory-mapped; names checked as they are taken."""
 
     def __init__(self, folder: Path):
-        from safetensors import safe_open
-
         index = folder / INDEX_NAME
         if index.is_file():
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
@@ -310,8 +311,6 @@ def load_hf(path, dtype=None, device="cpu") -> GPTModel:
     folder = Path(path)
     hf = read_folder_config(folder)
     if hf.get("model_type") == "gpt2":
-        from .gpt2_weights import load_gpt2_safetensors
-
         return load_gpt2_safetensors(folder, device=device)
     cfg = config_from_hf(hf, f"'{folder / CONFIG_NAME}'")
     tensors = TensorFolder(folder)
@@ -332,11 +331,7 @@ def load_hf(path, dtype=None, device="cpu") -> GPTModel:
 def export_hf(model: GPTModel, folder) -> Path:
     """Write ``model`` as a folder ``transformers.AutoModelForCausalLM.from_pretrained`` reads: config.json +
     model.safetensors (atomically). Returns the folder."""
-    from safetensors.torch import save
-
     if model.cfg.family == "gpt2":
-        from .gpt2_weights import export_gpt2_safetensors
-
         return export_gpt2_safetensors(model, folder).parent
     config = hf_config(model.cfg)
     folder = Path(folder)

@@ -82,8 +82,9 @@ def rung_config(name: str, vocab_size: int, args):
 def load_ladder_data(args):
     """(path name, tokenizer, train windows, val windows) as the train CLI reads them; --task copy makes its own."""
     if args.task == "copy":
-        path = Path(args.out_dir) / "copy-task.txt"
+        path = task_dir(args) / "copy-task.txt"
         check_writable(path, "--out-dir")
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(copy_corpus(args.copy_sequences, args.key_len, seed=args.seed), encoding="utf-8")
         data, tokenizer, stride = str(path), "char", args.key_len * 2 + 2  # one window = one sequence
         n_train = round(0.9 * args.copy_sequences)  # split between sequences, so every window is one sequence
@@ -114,7 +115,7 @@ def train_rung(cfg, rung, train_loader, val_loader, args, runtime):
 def run(args):
     runtime = Runtime.choose(torch.device("cpu"))
     runtime.apply(torch.device("cpu"), args.threads)
-    out_dir = Path(args.out_dir)
+    out_dir = task_dir(args)
     data_path, tokenizer, train_ds, val_ds = load_ladder_data(args)
     set_seed(args.seed)
     train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
@@ -144,8 +145,12 @@ def run(args):
                         tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict())
     print_table(rows)
     figure = save_figure(ladder_figure(curves, args), "ch05_ladder.png", None if default_run(args) else out_dir)
-    print(f"saved the plot {figure} and the neural models' checkpoints in {out_dir}/ "
-          f"(python -m ch05_pretraining.generate --checkpoint {out_dir}/LM2.pt --interactive)")
+    neural = [name for name in args.models if name not in COUNT_MODELS]
+    if neural:
+        print(f"saved the plot {figure} and the neural models' checkpoints in {out_dir}/ "
+              f"(python -m ch05_pretraining.generate --checkpoint {out_dir}/{neural[0]}.pt --interactive)")
+    else:
+        print(f"saved the plot {figure} (count models only: no checkpoints)")
     return {name: {"params": p, "train": tr, "val": va} for name, p, tr, va, _ in rows}
 
 
@@ -214,7 +219,8 @@ def build_parser():
     p.add_argument("--key-len", type=positive_int, default=8, help="--task copy: letters in each half")
     p.add_argument("--copy-sequences", type=positive_int, default=4000, help="--task copy: sequences made")
     p.add_argument("--seed", type=int, default=123, help="seed of weights, data order and the copy corpus")
-    p.add_argument("--out-dir", default="checkpoints/ladder", help="checkpoints (and a non-default run's plot)")
+    p.add_argument("--out-dir", default="checkpoints/ladder",
+                   help="checkpoints (and a non-default run's plot); --task copy writes into its copy/ subfolder")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
     return p
 
@@ -227,7 +233,12 @@ def check_args(args):
     if "ngram-mlp" in args.models and args.task == "copy" and args.n > args.key_len:
         raise UserInputError(f"--n {args.n} reaches past --key-len {args.key_len}: the copy task's point is that "
                              "the n-gram window is shorter than the distance to the copied token")
-    check_writable(Path(args.out_dir) / "LM1.pt", "--out-dir")
+    check_writable(task_dir(args) / "LM1.pt", "--out-dir")
+
+
+def task_dir(args) -> Path:
+    """--out-dir for the text task, its copy/ subfolder for --task copy: one task never overwrites the other's."""
+    return Path(args.out_dir) / "copy" if args.task == "copy" else Path(args.out_dir)
 
 
 def main(argv=None):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .previous_chapters import (
+    BPETokenizer,
     SPECIAL_TOKENS, TOKENIZER_CHOICES, CliParser, UserInputError, check_writable, choose_tokenizer, cli_errors,
     describe_tokenizer, fraction, positive_int, resolve_input, tokenizer_from_dict, tokenizer_to_dict,
 )
@@ -77,7 +78,7 @@ def build_parser():
     p.add_argument("--input", required=True, help="a UTF-8 text file or a folder (searched recursively)")
     p.add_argument("--out", required=True, help="token file to write, e.g. data/corpus.bin")
     p.add_argument("--glob", default="*.txt", help="file pattern inside a folder")
-    p.add_argument("--tokenizer", default="gpt2", help=f"{TOKENIZER_CHOICES}")
+    p.add_argument("--tokenizer", default=None, help=f"{TOKENIZER_CHOICES} (None: gpt2)")
     p.add_argument("--train-tokenizer", type=positive_int, default=None, metavar="VOCAB_SIZE",
                    help="train the project's own byte-level BPE on the corpus to this many ids and use it")
     p.add_argument("--specials", choices=sorted(SPECIAL_TOKENS), default="gpt2",
@@ -92,14 +93,10 @@ def build_parser():
 def make_tokenizer(args, files):
     """The tokenizer this run writes with: named, or trained on (or read off) the corpus."""
     if args.train_tokenizer is None and args.tokenizer != "char":
-        return choose_tokenizer(args.tokenizer)
+        return choose_tokenizer(args.tokenizer or "gpt2")
     text = "".join(read_file(f) for f in files)
     if args.train_tokenizer is None:
         return choose_tokenizer("char", text, args.specials)
-    if args.tokenizer != "gpt2":
-        raise UserInputError("give either --tokenizer or --train-tokenizer, not both")
-    from ch02_text.bpe import BPETokenizer
-
     tok = BPETokenizer()
     tok.train(text, args.train_tokenizer, special_tokens=SPECIAL_TOKENS[args.specials])
     saved = tok.save(Path(args.out).with_suffix(".tokenizer.json"))
@@ -112,11 +109,13 @@ def main(argv=None):
     with cli_errors():
         if Path(args.out).suffix != ".bin":
             raise UserInputError(f"--out '{args.out}' must end in .bin (its header is written beside it as .json)")
+        if args.train_tokenizer is not None and args.tokenizer is not None:
+            raise UserInputError("give either --tokenizer or --train-tokenizer, not both")
         check_writable(args.out, "--out")
         files = list_text_files(args.input, args.glob)
         tokenizer = make_tokenizer(args, files)
         if tokenizer.eot_token is None:
-            raise UserInputError(f"--tokenizer '{args.tokenizer}' has no end-of-text token (<|endoftext|> or <eos>) "
+            raise UserInputError(f"--tokenizer '{args.tokenizer or 'gpt2'}' has no end-of-text token (<|endoftext|> or <eos>) "
                                  "to separate documents: train one with special tokens")
         arrays = tokenize_files(files, args.workers or os.cpu_count() or 1, tokenizer_to_dict(tokenizer))
         text_tokens = sum(len(a) - 1 for a in arrays)  # each array ends with one end-of-text token

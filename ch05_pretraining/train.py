@@ -40,8 +40,8 @@ from pathlib import Path
 
 STARTED = [time.perf_counter()]  # before torch is imported: the first run's --breakdown counts the imports too
 
-import numpy as np
 import torch
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .book_loop import plot_losses
@@ -299,6 +299,8 @@ def run(args, explicit=None):
     from .previous_chapters import GPTModel, init_gpt2_weights
 
     explicit = {} if explicit is None else explicit
+    if "epochs" in explicit and ("max_steps" in explicit or "max_tokens" in explicit):
+        raise UserInputError("--epochs and --max-steps/--max-tokens both set the budget: give one of them")
     device = pick_device(args.device)
     started = STARTED.pop() if STARTED else time.perf_counter()  # a later run in this process: from now
     clock = PhaseClock(device, start=started) if args.breakdown else None
@@ -434,6 +436,9 @@ def loss_figure(state, settings, tokens_per_epoch, tokens_per_step):
                       state.train_losses, state.val_losses)
     if settings.max_steps:
         fig.axes[0].set_xlabel("Optimizer steps")
+    tokens_axis = fig.axes[1]  # a few readable ticks with thousands separators, however many tokens
+    tokens_axis.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    tokens_axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     return fig
 
 
@@ -472,7 +477,8 @@ def wrap_model(model, device, rank, world_size, args):
         from torch.nn.parallel import DistributedDataParallel
 
         set_seed(args.seed + rank)  # different dropout masks per process, same weights (DDP broadcasts)
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                        find_unused_parameters=model.cfg.ff == "moe")  # experts no token chose
     return torch.compile(model) if args.compile else model
 
 

@@ -249,7 +249,7 @@ print(f"Training completed in {execution_time_minutes:.2f} minutes.")
 epochs_tensor = torch.linspace(0, num_epochs, len(train_losses))
 fig = plot_losses(epochs_tensor, tokens_seen, train_losses, val_losses)
 loss_figure = save_figure(fig, "ch05_loss.png", ARGS.image_dir)
-print("Saved figure:", loss_figure.name)
+print("Saved figure:", loss_figure)
 
 # %% [markdown]
 # ## 5.3 Decoding strategies to control randomness
@@ -330,7 +330,7 @@ ax.legend()
 
 plt.tight_layout()
 temperature_figure = save_figure(fig, "ch05_temperature.png", ARGS.image_dir)
-print("Saved figure:", temperature_figure.name)
+print("Saved figure:", temperature_figure)
 
 # %%
 for T, scaled in zip(temperatures[1:], scaled_probas[1:]):

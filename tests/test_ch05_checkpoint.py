@@ -101,3 +101,49 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert read_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+def test_checkpoints_of_earlier_versions_migrate(tmp_path):
+    """Before the model core: the kernels in the config (impl), norm_position, and the book's W_query layout."""
+    from ch03_attention.fast_attention import fast_to_book_state_dict
+    from ch05_pretraining.checkpoint import FORMAT, VERSION, model_from_checkpoint
+    from ch05_pretraining.previous_chapters import GPTModel
+
+    from conftest import TINY
+
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    old_config = {**TINY, "impl": "book", "tie_weights": False, "norm_position": "pre", "norm_eps": 1e-5}
+    payload = {"format": FORMAT, "version": VERSION, "config": old_config, "optimizer": None, "step": 1, "epoch": 1,
+               "model": fast_to_book_state_dict(model.state_dict(), TINY["context_length"]),
+               "rng": {}, "tokenizer": "gpt2", "trainer_state": {}}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, ckpt = model_from_checkpoint(tmp_path / "old.pt")
+    idx = torch.tensor([[1, 2, 3, 4]])
+    assert torch.allclose(loaded.eval()(idx), model(idx), atol=1e-6)
+    assert loaded.cfg == model.cfg and loaded.cfg.family == "gpt2"
+
+
+def test_an_earlier_ladder_checkpoint_migrates(tmp_path):
+    from ch05_pretraining.baselines import build_rung
+    from ch05_pretraining.checkpoint import FORMAT, VERSION, model_from_checkpoint
+    from ch05_pretraining.previous_chapters import model_config
+
+    cfg = model_config("gpt2-small", vocab_size=20, context_length=8, emb_dim=8, n_heads=2, n_layers=1, drop_rate=0.0)
+    rung = build_rung(cfg, {"name": "LM3", "n": 3, "n_blocks": 1})
+    old_config = {**cfg.to_dict(), "ladder": "LM3", "n": 3, "n_blocks": 1}
+    torch.save({"format": FORMAT, "version": VERSION, "config": old_config, "model": rung.state_dict(),
+                "optimizer": None, "step": 1, "epoch": 0, "rng": {}, "tokenizer": "gpt2", "trainer_state": {}},
+               tmp_path / "LM3.pt")
+    loaded, _ = model_from_checkpoint(tmp_path / "LM3.pt")
+    assert type(loaded).__name__ == "LM3" and loaded.rung == {"name": "LM3", "n": 3, "n_blocks": 1}
+
+
+def test_the_config_round_trips_through_a_checkpoint(tmp_path):
+    from ch05_pretraining.checkpoint import model_from_checkpoint, save_checkpoint
+    from ch05_pretraining.previous_chapters import GPTModel, scaled_config
+
+    cfg = scaled_config("gemma3-270m", emb_dim=32, n_heads=4, n_layers=6, vocab_size=30, context_length=16)
+    save_checkpoint(tmp_path / "g.pt", GPTModel(cfg))
+    loaded, ckpt = model_from_checkpoint(tmp_path / "g.pt")
+    assert loaded.cfg == cfg and ckpt["config"]["layer_types"][5] == "full" and ckpt["impl"] == "fast"

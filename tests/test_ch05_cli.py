@@ -179,28 +179,33 @@ def test_compile_option_trains(corpus, tmp_path):
     assert not any(k.startswith("_orig_mod.") for k in read_checkpoint(out)["model"])
 
 
+KEEP_FREED_PROBE = """
+import resource, sys, torch
+from ch05_pretraining.engine.runtime import keep_freed_memory
+if not keep_freed_memory(True):
+    print("unavailable"); sys.exit()
+def faults_of_a_fresh_big_tensor():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(16 * 1024 * 1024).fill_(1.0)  # 64 MiB = 16,384 pages of 4 KiB, freed at once
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(*[faults_of_a_fresh_big_tensor() for _ in range(6)])
+"""
+
+
 def test_keep_freed_memory_serves_a_big_block_again_without_page_faults():
-    """The fast path's allocator setting: a freed 64 MiB tensor's pages are reused, not faulted in again."""
-    resource = pytest.importorskip("resource")
-    import torch
+    """The fast path's allocator setting: a freed 64 MiB tensor's pages are reused, not faulted in again.
 
-    from ch05_pretraining.engine.runtime import keep_freed_memory
-
-    if not keep_freed_memory(True):
+    In a process of its own: the suite's earlier tests leave the heap in any state."""
+    pytest.importorskip("resource")
+    out = subprocess.run([sys.executable, "-c", KEEP_FREED_PROBE], capture_output=True, text=True, check=True,
+                         cwd=REPO_ROOT).stdout.split()
+    if out == ["unavailable"]:
         pytest.skip("glibc's mallopt is not available here")
-    try:
-        def faults_of_a_fresh_big_tensor():
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            torch.empty(16 * 1024 * 1024).fill_(1.0)  # 64 MiB = 16,384 pages of 4 KiB, freed at once
-            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-        faults = [faults_of_a_fresh_big_tensor() for _ in range(6)]
-        # glibc needs a few rounds to hold enough freed blocks (aligned allocations leave gaps),
-        # then serves the tensor from memory it already has; with the default thresholds
-        # (or a trim threshold that overflowed to 0) every round faults all 16,384 pages in again.
-        assert sum(faults[-3:]) < 2000, faults
-    finally:
-        keep_freed_memory(False)
+    faults = [int(n) for n in out]
+    # glibc needs a few rounds to hold enough freed blocks (aligned allocations leave gaps),
+    # then serves the tensor from memory it already has; with the default thresholds
+    # (or a trim threshold that overflowed to 0) every round faults all 16,384 pages in again.
+    assert sum(faults[-3:]) < 2000, faults
 
 
 def test_generate_continues_several_prompts_in_one_batch(tiny_ckpt, capsys):

@@ -8,11 +8,16 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ch04_gpt.config import GPT_CONFIG_124M
+from ch04_gpt.config import GPT_CONFIG_124M, scaled_config
 from ch04_gpt.model import GPTModel
 
-CFG = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 8, "emb_dim": 16, "n_heads": 2,
-       "n_layers": 1, "drop_rate": 0.0}
+CONFIGS = {
+    "gpt2": {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 8, "emb_dim": 16, "n_heads": 2,
+             "n_layers": 1, "drop_rate": 0.0},
+    # grouped-query heads, QK-norm, RoPE, a sliding window: every block found and sharded by type
+    "qwen3": scaled_config("qwen3-0.6b", emb_dim=16, n_heads=4, n_layers=2, sliding_window=4, vocab_size=97,
+                           context_length=8, drop_rate=0.0),
+}
 
 
 def dataset():
@@ -21,14 +26,14 @@ def dataset():
     return torch.utils.data.TensorDataset(data[:, :-1], data[:, 1:])
 
 
-def fresh():
+def fresh(arch="gpt2"):
     torch.manual_seed(0)
-    model = GPTModel(CFG)
+    model = GPTModel(CONFIGS[arch])
     # SGD: the update is proportional to the gradient, so equal updates mean equal averaged gradients
     return model, torch.optim.SGD(model.parameters(), lr=0.5)
 
 
-def worker(rank, world_size, port, out_path, sharded=False):
+def worker(rank, world_size, port, out_path, sharded=False, arch="gpt2"):
     """One optimizer step on each rank's shard of the batch, replicated (DDP) or sharded (FSDP2)."""
     from torch.nn.parallel import DistributedDataParallel
 
@@ -41,7 +46,7 @@ def worker(rank, world_size, port, out_path, sharded=False):
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
     completed = False
     try:
-        model, _ = fresh()
+        model, _ = fresh(arch)
         if sharded:
             shard(model)
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -64,10 +69,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("sharded", [False, True], ids=["ddp", "fsdp"])
-def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path, sharded):
+@pytest.mark.parametrize("sharded,arch", [(False, "gpt2"), (True, "gpt2"), (True, "qwen3")],
+                         ids=["ddp", "fsdp", "fsdp-qwen3"])
+def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path, sharded, arch):
     out = tmp_path / "ddp.pt"
-    mp.start_processes(worker, args=(2, free_port(), str(out), sharded), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(worker, args=(2, free_port(), str(out), sharded, arch), nprocs=2, join=True,
+                       start_method="spawn")
     ddp_params = torch.load(out, weights_only=True)
 
     # the samples each rank saw in its first batch
@@ -80,13 +87,13 @@ def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path, sharded
         first += list(sampler)[:2]
     x = torch.stack([ds[i][0] for i in first])
     y = torch.stack([ds[i][1] for i in first])
-    model, opt = fresh()
+    model, opt = fresh(arch)
     opt.zero_grad()
     torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
     opt.step()
     for name, value in model.state_dict().items():
         torch.testing.assert_close(ddp_params[name], value, atol=1e-6, rtol=1e-5, msg=name)
-    assert not torch.equal(ddp_params["tok_emb.weight"], fresh()[0].state_dict()["tok_emb.weight"])
+    assert not torch.equal(ddp_params["tok_emb.weight"], fresh(arch)[0].state_dict()["tok_emb.weight"])
 
 
 def test_fsdp_cli_run_saves_one_checkpoint_that_resumes_in_one_process(corpus, tmp_path):

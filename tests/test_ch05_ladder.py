@@ -64,6 +64,11 @@ def test_the_ngram_mlp_sees_exactly_n_previous_tokens():
         assert torch.equal(model(changed)[0, 9], base) != seen, pos
 
 
+def test_count_models_only_save_no_checkpoints(tmp_path, capsys):
+    main(["--models", "unigram,bigram", "--steps", "1", "--data", "the-verdict.txt", "--out-dir", str(tmp_path)])
+    assert "count models only: no checkpoints" in capsys.readouterr().out and not list(tmp_path.glob("*.pt"))
+
+
 def test_copy_corpus_repeats_each_key():
     lines = copy_corpus(50, key_len=6, seed=3).splitlines()
     assert len(lines) == 50 and all(a == b and len(a) == 6 for a, b in (line.split("|") for line in lines))
@@ -71,7 +76,8 @@ def test_copy_corpus_repeats_each_key():
 
 def test_attention_solves_the_copy_task_and_the_repl_reads_a_rung(tmp_path, capsys, monkeypatch):
     results = main(["--task", "copy", "--steps", "120", "--key-len", "6", "--copy-sequences", "1500",
-                    "--emb-dim", "32", "--n-layers", "2", "--eval-freq", "40", "--out-dir", str(tmp_path)])
+                    "--emb-dim", "32", "--n-layers", "2", "--eval-freq", "40", "--out-dir", str(tmp_path / "new")])
+    tmp_path = tmp_path / "new" / "copy"  # made by the run; the copy task has its own folder
     out = capsys.readouterr().out
     assert "| LM2 | + positions + one causal attention head |" in out
     baselines = max(results[n]["val"] for n in ("unigram", "bigram", "ngram-mlp"))

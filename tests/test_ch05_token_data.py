@@ -80,9 +80,10 @@ def test_empty_folder_and_non_utf8_file(tmp_path, capsys):
 
 def test_token_id_that_does_not_fit(tmp_path):
     with pytest.raises(UserInputError, match="token id 70000 from 'big.txt' does not fit in uint16"):
-        write_token_file(tmp_path / "t.bin", [np.array([1, 70000])], ["big.txt"])
+        write_token_file(tmp_path / "t.bin", [np.array([1, 70000])], ["big.txt"], val_fraction=0.5)
     assert list(tmp_path.iterdir()) == []
-    header = write_token_file(tmp_path / "t.bin", [np.array([1, 70000])], ["big.txt"], dtype="uint32")
+    header = write_token_file(tmp_path / "t.bin", [np.array([1, 70000])], ["big.txt"], dtype="uint32",
+                              val_fraction=0.5)
     assert TokenFile(tmp_path / "t.bin", vocab_size=70001).tokens.tolist() == [1, 70000] and header["dtype"] == "uint32"
 
 

@@ -51,22 +51,26 @@ def write_token_file(out, arrays, names, val_fraction=0.1, dtype="uint16", token
     out = Path(out)
     np_dtype = DTYPES[dtype]
     limit = np.iinfo(np_dtype).max
-    files, count = [], 0
+    count = sum(len(arr) for arr in arrays)
+    if count == 0 or text_tokens == 0:
+        raise UserInputError("the input holds no text to tokenize: check --input (the files are empty)")
+    n_val = int(round(count * val_fraction))
+    if n_val == 0 or n_val == count:  # checked before anything (a folder included) is written
+        what = "validation" if n_val == 0 else "training"
+        raise UserInputError(f"--val-fraction {val_fraction} leaves the {what} split of {count:,} tokens "
+                             "empty, and train needs both: give a fraction between them")
+    for name, arr in zip(names, arrays):
+        if len(arr) and int(arr.max()) > limit:
+            raise UserInputError(f"token id {int(arr.max())} from '{name}' does not fit in {dtype} (max {limit}): "
+                                 "use --dtype uint32")
+    files = []
     hpath = header_path(out)
     header_renamed = False
     try:
         with atomic_writer(out) as f:
             for name, arr in zip(names, arrays):
-                if len(arr) and int(arr.max()) > limit:
-                    raise UserInputError(
-                        f"token id {int(arr.max())} from '{name}' does not fit in {dtype} (max {limit}): "
-                        "use --dtype uint32")
                 f.write(np.asarray(arr, dtype=np_dtype).tobytes())
                 files.append({"name": name, "tokens": int(len(arr))})
-                count += len(arr)
-            if count == 0 or text_tokens == 0:
-                raise UserInputError("the input holds no text to tokenize: check --input (the files are empty)")
-            n_val = int(round(count * val_fraction))
             header = {"format": FORMAT, "version": VERSION, "tokenizer": tokenizer, "dtype": dtype,
                       "count": count, "files": files,
                       "split": {"train": [0, count - n_val], "val": [count - n_val, count]}}

@@ -258,7 +258,7 @@ class Trainer:
         aux = self.raw_model.router_aux_loss() if hasattr(self.raw_model, "router_aux_loss") else None
         if aux is not None:  # mixture of experts: the load-balancing loss trains the routers
             total = loss + aux
-            self.router_aux_loss = float(aux)
+            self.router_aux_loss = float(aux.detach())
         (total / group_size if group_size > 1 else total).backward()
         return loss
 
