@@ -18,11 +18,11 @@ no random weights are ever allocated; ``export_hf`` writes a folder that ``trans
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save
 
 from .checkpoint import CheckpointError
@@ -207,6 +207,55 @@ def hf_config(cfg) -> dict:
 
 
 # -- tensors --------------------------------------------------------------------------------------------
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
+
+
+class MappedSafetensors:
+    """One ``.safetensors`` file, memory-mapped copy-on-write: tensors are views of the file's pages.
+
+    Unlike ``safetensors.safe_open``: ``release(name)`` hands a tensor's pages back to the kernel once a
+    converted copy exists, so loading bf16 weights into fp32 does not hold the whole file resident on top
+    of the copies (the format: 8 bytes of header length, a JSON header of names, dtypes, shapes and byte
+    offsets, then the data).
+    """
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            try:
+                n = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(n))
+            except (ValueError, UnicodeDecodeError, MemoryError):
+                raise CheckpointError(f"'{path}' is not a safetensors file: download it again") from None
+            self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        self.path, self.base = path, 8 + n
+        self.header = {k: v for k, v in header.items() if k != "__metadata__"}
+
+    def keys(self):
+        return self.header.keys()
+
+    def dtype(self, name) -> torch.dtype:
+        return SAFETENSORS_DTYPES[self.header[name]["dtype"]]
+
+    def get_tensor(self, name) -> torch.Tensor:
+        info = self.header[name]
+        begin, end = info["data_offsets"]
+        dtype = self.dtype(name)
+        if end == begin:
+            return torch.empty(info["shape"], dtype=dtype)
+        count = (end - begin) // torch.empty((), dtype=dtype).element_size()
+        return torch.frombuffer(self.mm, dtype=dtype, count=count, offset=self.base + begin).view(info["shape"])
+
+    def release(self, name) -> None:
+        """Drop the resident pages that lie wholly inside the tensor's bytes (they are read again if touched)."""
+        begin, end = (self.base + o for o in self.header[name]["data_offsets"])
+        start = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE
+        stop = end // mmap.PAGESIZE * mmap.PAGESIZE
+        if stop > start:
+            self.mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
 class TensorFolder:
     """The safetensors of a folder (one file or shards), memory-mapped; names checked as they are taken."""
 
@@ -224,7 +273,7 @@ class TensorFolder:
         for name in files:
             if not (folder / name).is_file():
                 raise CheckpointError(f"folder '{folder}' lacks the shard {name} that {INDEX_NAME} names")
-            handle = safe_open(str(folder / name), framework="pt")
+            handle = MappedSafetensors(folder / name)
             self.handles.append(handle)
             for key in handle.keys():
                 self.where[key] = handle
@@ -248,12 +297,25 @@ class TensorFolder:
     def has(self, name: str) -> bool:
         return self._key(name) in self.where
 
-    def get(self, name: str) -> torch.Tensor:
+    def get(self, name: str, dtype=None) -> torch.Tensor:
+        """The tensor, in ``dtype``: a view of the file where it has that dtype, else a copy (the file's
+        pages of it then released)."""
         key = self._key(name)
         if key not in self.where:
             raise CheckpointError(f"folder '{self.folder}' lacks tensor '{key}': not this model's weights?")
         self.taken.add(key)
-        return self.where[key].get_tensor(key)
+        handle = self.where[key]
+        tensor = handle.get_tensor(key)
+        if dtype is None or tensor.dtype == dtype:
+            return tensor
+        converted = tensor.to(dtype)
+        handle.release(key)
+        return converted
+
+    def release(self, names) -> None:
+        for name in names:
+            key = self._key(name)
+            self.where[key].release(key)
 
     def untaken(self) -> list[str]:
         text = self._key("")
@@ -276,12 +338,15 @@ def state_dict_from_folder(tensors: TensorFolder, model: GPTModel, dtype) -> dic
         if ours == "out_head.weight" and model.cfg.tie_weights:
             continue
         parts = qkv_names(ours)
-        tensor = (torch.cat([tensors.get(p) for p in parts], dim=0) if parts is not None
-                  else tensors.get(hf_name(family, ours)))
+        if parts is not None:
+            tensor = torch.cat([tensors.get(p, dtype) for p in parts], dim=0)
+            tensors.release(parts)  # the fused copy is what the model keeps
+        else:
+            tensor = tensors.get(hf_name(family, ours), dtype)
         if tuple(tensor.shape) != tuple(meta.shape):
             raise CheckpointError(f"folder '{tensors.folder}': {ours} has shape {tuple(tensor.shape)} in the file "
                                   f"but {tuple(meta.shape)} in the model config.json describes")
-        out[ours] = tensor.to(dtype)
+        out[ours] = tensor
     if model.cfg.tie_weights and tensors.has("lm_head.weight"):
         tensors.get("lm_head.weight")  # a copy of the embedding, as transformers may write it
     extra = tensors.untaken()
@@ -316,9 +381,8 @@ def load_hf(path, dtype=None, device="cpu") -> GPTModel:
     tensors = TensorFolder(folder)
     with torch.device("meta"):
         model = GPTModel(cfg)
-    first = tensors.where[next(iter(tensors.where))]
-    file_dtype = first.get_slice(next(iter(tensors.where))).get_dtype()
-    dtype = target_dtype({"BF16": torch.bfloat16, "F16": torch.float16}.get(file_dtype, torch.float32), dtype, device)
+    first = next(iter(tensors.where))
+    dtype = target_dtype(tensors.where[first].dtype(first), dtype, device)
     state = state_dict_from_folder(tensors, model, dtype)
     model.load_state_dict(state, strict=not cfg.tie_weights, assign=True)
     if cfg.tie_weights:

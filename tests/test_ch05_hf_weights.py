@@ -138,3 +138,18 @@ def test_a_missing_tensor_and_an_unknown_model_type_are_one_line(tmp_path):
                                                                                      "factor": 2.0}}))
     with pytest.raises(UserInputError, match="RoPE type 'dynamic' is not implemented"):
         load_hf(tmp_path)
+
+
+def test_a_bf16_folder_loads_in_either_dtype(tmp_path):
+    from ch02_text.common import bf16_supported
+
+    model = tiny_hf("qwen3").to(torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    as_fp32 = load_hf(tmp_path, dtype=torch.float32)
+    want = model.model.layers[1].self_attn.q_proj.weight.float()
+    assert as_fp32.trf_blocks[1].att.qkv.weight.dtype == torch.float32
+    torch.testing.assert_close(as_fp32.trf_blocks[1].att.qkv.weight[: want.shape[0]], want, atol=0, rtol=0)
+    kept = load_hf(tmp_path)  # the file's bf16 where the CPU computes in bf16, else fp32
+    assert kept.tok_emb.weight.dtype == (torch.bfloat16 if bf16_supported(torch.device("cpu")) else torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(as_fp32(IDS), model.float()(IDS).logits, atol=1e-4, rtol=1e-4)
