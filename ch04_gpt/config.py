@@ -138,7 +138,8 @@ class ModelConfig(Mapping):
     __hash__ = None  # rope_scaling is a dict
 
     def replace(self, **changes) -> "ModelConfig":
-        return validate_config({**self.to_dict(), **changes})
+        """The config with ``changes``; fields it derived are derived again (as ``{**cfg, ...}``)."""
+        return validate_config({**self, **changes})
 
     def to_dict(self) -> dict:
         """Every field, derived ones too, as plain values (lists for tuples): what a checkpoint stores and
