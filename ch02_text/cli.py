@@ -73,7 +73,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     None means already shows it)."""
 
     def _get_help_string(self, action):
-        if "(None" in (action.help or ""):
+        if "None:" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
