@@ -15,12 +15,13 @@ local ``gpt2/vocab.bpe`` + ``gpt2/encoder.json`` files.
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 import tiktoken
 import tiktoken.load
 
-from .common import DataFileError, find_local_data_file
+from .common import DATA_DIR, NO_DOWNLOAD_ENV, DataFileError, find_local_data_file
 
 # The book's pattern (listing 2.3/2.4): punctuation, double dash, whitespace.
 SPLIT_PATTERN = r'([,.:;?_!"()\']|--|\s)'
@@ -119,10 +120,12 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
             special_tokens={END_OF_TEXT: 50256},
             explicit_n_vocab=50257,
         )
+    where = f"place vocab.bpe and encoder.json in {DATA_DIR / 'gpt2'} or in $LLMS_DATA_DIR/gpt2/"
+    if os.environ.get(NO_DOWNLOAD_ENV) == "1":  # the tests: never the network
+        raise DataFileError(f"GPT-2 tokenizer files not found: {where} (downloads are off, {NO_DOWNLOAD_ENV}=1)")
     try:
         return tiktoken.get_encoding("gpt2")
     except Exception as exc:
         raise DataFileError(
-            "GPT-2 tokenizer files not found: place vocab.bpe and encoder.json in data/gpt2/ "
-            f"or in $LLMS_DATA_DIR/gpt2/ (tiktoken download failed: {type(exc).__name__})"
+            f"GPT-2 tokenizer files not found: {where} (tiktoken download failed: {type(exc).__name__})"
         ) from None

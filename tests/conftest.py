@@ -69,6 +69,20 @@ def pytest_terminal_summary(terminalreporter):
                                     "the skip lines say (or set LLMS_DATA_DIR)")
 
 
+def require_data(*names) -> None:
+    """Skip (fail under LLMS_STRICT_TESTS) unless the data files are found: for fixtures shared by several
+    tests, where a skip must be raised by pytest.skip itself to be remembered for the next test."""
+    from ch02_text.common import DataFileError, find_data_file
+
+    for name in names:
+        try:
+            find_data_file(name, download=False)
+        except DataFileError as exc:
+            if STRICT:
+                raise
+            pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def verdict_text():
     from ch02_text.common import read_data_text

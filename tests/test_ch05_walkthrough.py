@@ -12,10 +12,12 @@ import io
 import pytest
 
 from ch05_pretraining.__main__ import main
+from conftest import require_data
 
 
 @pytest.fixture(scope="module")
 def chapter(tmp_path_factory):
+    require_data("the-verdict.txt", "gpt2/vocab.bpe", "gpt2/encoder.json")
     out_dir = tmp_path_factory.mktemp("ch05")
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
