@@ -17,7 +17,7 @@ from ch03_attention.fast_attention import FastMultiHeadAttention
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench.attention_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=1024)
     p.add_argument("--emb-dim", type=int, default=768)

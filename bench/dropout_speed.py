@@ -9,6 +9,7 @@ exactly these tensors, in alternating rounds; the median round is reported.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -27,7 +28,11 @@ def one_step(dropout, tensors):
         dropout(x).backward(torch.ones_like(x))
 
 
-def main(rounds: int = 7):
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.dropout_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=7, help="alternating rounds; the median is reported")
+    rounds = p.parse_args(argv).rounds
     torch.set_num_threads(physical_cores())
     keep_freed_memory()
     tensors = [torch.randn(shape, requires_grad=True) for shape in SHAPES]

@@ -1,4 +1,4 @@
-"""nanoGPT's own recipe for character-level tiny Shakespeare, re-run here: the anchor of issue 12, measured.
+"""nanoGPT's own recipe for character-level tiny Shakespeare, re-run here: the README's anchor, measured.
 
 nanoGPT's README reports a validation loss of 1.88 for its CPU recipe (4 layers, 4 heads, width 128, context
 64, batch 12, 2,000 steps). This script is that recipe in nanoGPT's own form, so the number can be checked on

@@ -1,4 +1,4 @@
-"""The own-text workflow, measured side by side in one run (issue 12's numbers).
+"""The own-text workflow, measured side by side in one run (the README's own-text numbers).
 
     python -m bench.workflow_speed prepare   # prepare on >= 50 MB: own BPE (all workers) vs tiktoken, whole commands
     python -m bench.workflow_speed save      # --save-every cost for GPT-124M: seconds per checkpoint vs step time
