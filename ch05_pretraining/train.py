@@ -53,6 +53,7 @@ from .previous_chapters import (
     unit_interval, use_generator_dropout,
 )
 from .previous_chapters import (
+    GPTModel, init_gpt2_weights,
     ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, preset_values, scaled_config, validate_config,
 )
 from .engine.runtime import Runtime, finish_distributed, init_distributed
@@ -76,6 +77,15 @@ SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "
 
 def build_parser():
     p = CliParser(prog="python -m ch05_pretraining.train", description=__doc__)
+    add_data_options(p)
+    add_model_options(p)
+    add_optimisation_options(p)
+    add_output_options(p)
+    add_run_options(p)
+    return p
+
+
+def add_data_options(p):
     data = p.add_argument_group("data")
     data.add_argument("--data", default=None,
                       help="UTF-8 text file or prepared .bin token file (None: the-verdict.txt from data/ "
@@ -87,6 +97,9 @@ def build_parser():
                            "non-overlapping windows; 1: every position, like nanoGPT's random offsets)")
     data.add_argument("--tokenizer", default="gpt2",
                       help=f"{TOKENIZER_CHOICES}; a token file brings its own")
+
+
+def add_model_options(p):
     model = p.add_argument_group("model")
     model.add_argument("--arch", choices=list(FAMILIES), default=None,
                        help="the family's parts (python -m ch04_gpt.presets lists them; None: the preset's, "
@@ -114,6 +127,9 @@ def build_parser():
     model.add_argument("--init", choices=("book", "gpt2"), default="book",
                        help="initial weights: book = PyTorch's defaults, as the book; gpt2 = N(0, 0.02) with "
                             "scaled residual projections, as GPT-2 and nanoGPT (use it with --tie-weights)")
+
+
+def add_optimisation_options(p):
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=positive_int, default=2, help="windows per micro-batch (per process)")
     opt.add_argument("--epochs", type=positive_int, default=10, help="total epochs (with --resume: the new total)")
@@ -133,6 +149,9 @@ def build_parser():
                      help="cosine-decay the rate to this floor after warmup (None: constant rate)")
     opt.add_argument("--grad-clip", type=positive_float, default=None, help="clip the gradient norm to this value")
     opt.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
+
+
+def add_output_options(p):
     ev = p.add_argument_group("evaluation and output")
     ev.add_argument("--eval-freq", type=positive_int, default=5, help="evaluate every N optimizer steps")
     ev.add_argument("--eval-iter", type=positive_int, default=5, help="batches per evaluation")
@@ -146,6 +165,9 @@ def build_parser():
     ev.add_argument("--keep-best", action="store_true",
                     help="keep the checkpoint of the lowest validation loss beside --out (NAME.best.pt)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+
+
+def add_run_options(p):
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, default=123, help="seed for weights, data order and dropout")
     add_device_argument(run)
@@ -165,7 +187,6 @@ def build_parser():
                           "evaluation, samples, checkpoints, plot")
     run.add_argument("--compile", action="store_true",
                      help="torch.compile the model (opt-in: measured slower on CPU here, see bench/README.md)")
-    return p
 
 
 def explicit_options(parser, argv) -> dict:
@@ -296,8 +317,6 @@ def main(argv=None):
 
 
 def run(args, explicit=None):
-    from .previous_chapters import GPTModel, init_gpt2_weights
-
     explicit = {} if explicit is None else explicit
     if "epochs" in explicit and ("max_steps" in explicit or "max_tokens" in explicit):
         raise UserInputError("--epochs and --max-steps/--max-tokens both set the budget: give one of them")
@@ -315,31 +334,14 @@ def run(args, explicit=None):
     # tokens per window: the option (restored on resume), or the model's context for checkpoints without options
     context_length = resume["config"]["context_length"] if resume is not None and not resume.get("run_options") \
         else args.context_length
-    pretrained = None
-    if args.init_from and resume is None:
-        check_init_from(args, explicit)
-        with timed("start-up: building the model"):
-            pretrained = load_hf(args.init_from)
-        if context_length > pretrained.context_length:
-            raise UserInputError(f"--context-length {context_length} exceeds the context of --init-from "
-                                 f"'{args.init_from}' ({pretrained.context_length}): lower it")
-        if "tokenizer" not in explicit:
-            args.tokenizer = "gpt2" if pretrained.cfg.family == "gpt2" else args.init_from
+    pretrained = start_from_folder(args, explicit, context_length, timed) if args.init_from and resume is None \
+        else None
     with timed("start-up: reading and tokenizing the data"):
         data_path, tokenizer, train_ds, val_ds = load_datasets(
             args.data, args.tokenizer, context_length, train_ratio=args.train_ratio, stride=args.stride,
             saved_tokenizer=None if resume is None else stored_tokenizer(resume),
             tokenizer_given="tokenizer" in explicit)
-    if resume is not None:
-        cfg = validate_config(resume["config"])
-    elif pretrained is not None:
-        cfg = pretrained.cfg.replace(drop_rate=args.drop_rate) if "drop_rate" in explicit else pretrained.cfg
-    else:
-        cfg = build_model_config(args, tokenizer.n_vocab)
-    if cfg["vocab_size"] != tokenizer.n_vocab and not (pretrained is not None and cfg.vocab_size > tokenizer.n_vocab):
-        source = f"checkpoint '{args.resume}'" if resume is not None else f"--init-from '{args.init_from}'"
-        raise CheckpointError(f"{source} has {cfg['vocab_size']} token embeddings but the "
-                              f"tokenizer has {tokenizer.n_vocab} ids")
+    cfg = choose_config(args, explicit, resume, pretrained, tokenizer)
     out = Path(args.out or args.resume or DEFAULT_OUT)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     check_outputs(args, out, plot_path, tokenizer)
@@ -360,24 +362,7 @@ def run(args, explicit=None):
         sample_tokens=0 if args.fsdp else 50)  # a sharded sample would need every rank: none
 
     with timed("start-up: building the model"):
-        set_seed(args.seed)
-        if pretrained is not None:  # its weights, in fp32 master weights (autocast computes in bf16 where it pays)
-            model = GPTModel(cfg, impl=runtime.impl)
-            model.load_state_dict(pretrained.float().state_dict())
-        else:
-            model = GPTModel(cfg, impl=runtime.impl)
-        if args.init == "gpt2" and resume is None and pretrained is None:
-            init_gpt2_weights(model)
-        model = model.to(device)
-        if runtime.own_dropout and cfg["drop_rate"] > 0:  # its own stream: one per process under torchrun
-            generator = torch.Generator(device).manual_seed(args.seed + DROPOUT_SEED_OFFSET + rank)
-            use_generator_dropout(model, generator)
-        if resume is not None:
-            apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
-        if args.fsdp:
-            shard(model)  # before the optimizer: it must hold the sharded parameters
-        optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw and not args.fsdp,
-                                   betas=(args.beta1, args.beta2), decay=args.decay)
+        model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)
     state = restore(resume, model, optimizer, args, settings) if resume is not None else None
 
     model_for_training = wrap_model(model, device, rank, world_size, args)
@@ -391,6 +376,22 @@ def run(args, explicit=None):
         for line in changes:
             print(f"resume: {line}")
 
+    save, on_step = checkpoint_writers(args, model, optimizer, tokenizer, out, is_main)
+
+    state, stopped, seconds, new_tokens = train_with_progress(
+        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step,
+        is_main, clock)
+    with timed("final checkpoint"):
+        save(out, state)
+    if is_main:
+        report_end(state, stopped, seconds, new_tokens, out, plot_path, settings, train_loader, tokens_per_step,
+                   args, clock, timed)
+    return state
+
+
+def checkpoint_writers(args, model, optimizer, tokenizer, out, is_main):
+    """``save(path, state)`` (gathering a sharded model's state on every rank, rank 0 writing) and the
+    ``on_step`` hook of --save-every and --keep-best."""
     def save(path, state):
         model_state, optimizer_state = full_state(model, optimizer) if args.fsdp else (None, None)
         if is_main:
@@ -405,13 +406,12 @@ def run(args, explicit=None):
         if args.keep_best and state.best_step == state.global_step:  # this step's evaluation is the best yet
             save(best_path(out), state)
 
-    state, stopped, seconds, new_tokens = train_with_progress(
-        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step,
-        is_main, clock)
-    with timed("final checkpoint"):
-        save(out, state)
-    if not is_main:
-        return state
+    return save, on_step
+
+
+def report_end(state, stopped, seconds, new_tokens, out, plot_path, settings, train_loader, tokens_per_step, args,
+               clock, timed):
+    """The end of a run on rank 0: exit 130 after Ctrl-C (the checkpoint saved), else the plot and the summary."""
     if stopped:
         print(f"interrupted: saved a resumable checkpoint to {out} (continue with --resume {out})",
               file=sys.stderr)
@@ -426,7 +426,57 @@ def run(args, explicit=None):
           f"{final}; saved checkpoint {out} and loss plot {plot_path}")
     if clock is not None:
         print(clock.table(new_tokens))
-    return state
+
+
+def start_from_folder(args, explicit, context_length, timed):
+    """--init-from: the folder's model (its weights and config), and its tokenizer for the data."""
+    check_init_from(args, explicit)
+    with timed("start-up: building the model"):
+        pretrained = load_hf(args.init_from)
+    if context_length > pretrained.context_length:
+        raise UserInputError(f"--context-length {context_length} exceeds the context of --init-from "
+                             f"'{args.init_from}' ({pretrained.context_length}): lower it")
+    if "tokenizer" not in explicit:
+        args.tokenizer = "gpt2" if pretrained.cfg.family == "gpt2" else args.init_from
+    return pretrained
+
+
+def choose_config(args, explicit, resume, pretrained, tokenizer):
+    """The architecture: a resumed checkpoint's, an --init-from folder's, or the options'; checked against
+    the tokenizer (a folder's vocabulary may be padded past its tokenizer's ids)."""
+    if resume is not None:
+        cfg = validate_config(resume["config"])
+    elif pretrained is not None:
+        cfg = pretrained.cfg.replace(drop_rate=args.drop_rate) if "drop_rate" in explicit else pretrained.cfg
+    else:
+        cfg = build_model_config(args, tokenizer.n_vocab)
+    if cfg.vocab_size != tokenizer.n_vocab and not (pretrained is not None and cfg.vocab_size > tokenizer.n_vocab):
+        source = f"checkpoint '{args.resume}'" if resume is not None else f"--init-from '{args.init_from}'"
+        raise CheckpointError(f"{source} has {cfg.vocab_size} token embeddings but the "
+                              f"tokenizer has {tokenizer.n_vocab} ids")
+    return cfg
+
+
+def build_model(args, cfg, runtime, device, rank, resume, pretrained):
+    """(model, optimizer) on ``device``: initial weights (the book's, GPT-2's, a folder's or the checkpoint's),
+    own dropout if asked, sharded under --fsdp before the optimizer is made."""
+    set_seed(args.seed)
+    model = GPTModel(cfg, impl=runtime.impl)
+    if pretrained is not None:  # its weights, as fp32 master weights (autocast computes in bf16 where it pays)
+        model.load_state_dict(pretrained.float().state_dict())
+    elif args.init == "gpt2" and resume is None:
+        init_gpt2_weights(model)
+    model = model.to(device)
+    if runtime.own_dropout and cfg.drop_rate > 0:  # its own stream: one per process under torchrun
+        generator = torch.Generator(device).manual_seed(args.seed + DROPOUT_SEED_OFFSET + rank)
+        use_generator_dropout(model, generator)
+    if resume is not None:
+        apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
+    if args.fsdp:
+        shard(model)  # before the optimizer: it must hold the sharded parameters
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw and not args.fsdp,
+                               betas=(args.beta1, args.beta2), decay=args.decay)
+    return model, optimizer
 
 
 def loss_figure(state, settings, tokens_per_epoch, tokens_per_step):
