@@ -31,7 +31,8 @@ import torch
 
 from bench.timing import machine_line
 from bench.train_speed import matmul_peak
-from ch05_pretraining.previous_chapters import GPT_CONFIG_124M, bf16_supported, estimate, model_config
+from ch02_text.common import bf16_supported
+from ch05_pretraining.previous_chapters import GPT_CONFIG_124M, estimate, model_config
 from ch05_pretraining.engine.runtime import physical_cores
 
 EVAL_LINE = re.compile(r"Train loss ([\d.]+), Val loss ([\d.]+)")

@@ -24,8 +24,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ch02_text.common import UserInputError
+
 from .families import FAMILIES, PRESETS
-from .previous_chapters import UserInputError
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # Vocabulary size

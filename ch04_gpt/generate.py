@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .previous_chapters import UserInputError, bf16_supported
+from ch02_text.common import UserInputError, bf16_supported
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -22,12 +22,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ch02_text.common import UserInputError
+
 from .config import GPT_CONFIG_124M, kernel_choice, model_config, validate_config  # noqa: F401 (doctest)
 from .feed_forward import GatedFeedForward, MixtureOfExperts, load_balancing_loss
 from .kv_cache import KVCache
 from .layers import FusedLayerNorm, FeedForward, LayerNorm
 from .norms import GemmaRMSNorm, OlmoRMSNorm, RMSNorm
-from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention, UserInputError
+from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention
 from .rope import RotaryEmbedding, apply_rope
 
 # config name -> class; the LayerNorm by kernel choice ("book" = listing 4.2, "fast" = one fused kernel).

@@ -1,7 +1,8 @@
-"""What chapter 4 uses from chapters 2 and 3, re-exported (no copies)."""
+"""What chapter 4 uses from chapters 2 and 3, re-exported (no copies).
 
-from ch02_text.cli import chapter_parser, run_exercises, run_walkthrough  # noqa: F401
-from ch02_text.common import UserInputError, bf16_supported, save_figure  # noqa: F401
+Only book code: the shared infrastructure (ch02_text/common.py, ch02_text/cli.py) is imported from the
+module that defines it."""
+
 from ch02_text.tokenizers import gpt2_tokenizer  # noqa: F401
 from ch03_attention.attention import MultiHeadAttention  # noqa: F401
 from ch03_attention.fast_attention import FastMultiHeadAttention  # noqa: F401

@@ -2,10 +2,8 @@
 
 from pathlib import Path
 
-from .previous_chapters import (
-    UserInputError, add_device_argument, chapter_parser, check_folder, cli_errors, pick_device, positive_int,
-    run_walkthrough,
-)
+from ch02_text.cli import add_device_argument, chapter_parser, cli_errors, positive_int, run_walkthrough
+from ch02_text.common import UserInputError, check_folder, pick_device
 
 BOOK_EPOCHS = 10
 

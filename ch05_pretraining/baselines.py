@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .previous_chapters import CausalAttention, FeedForward, GPTModel, MultiHeadAttention, model_config, validate_config  # noqa: F401
+from .previous_chapters import CausalAttention, FeedForward, GPTModel, MultiHeadAttention, validate_config
+from .previous_chapters import model_config  # noqa: F401 (the doctest)
 
 
 # -- count models -------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from ch02_text.common import UserInputError, atomic_writer
+
 from .baselines import build_rung, split_legacy_rung
-from .previous_chapters import (
-    GPT_CONFIG_124M, GPTModel, UserInputError, atomic_writer, book_to_fast_state_dict, preset_heads, validate_config,
-)
+from .previous_chapters import GPT_CONFIG_124M, GPTModel, book_to_fast_state_dict, preset_heads, validate_config
 
 FORMAT = "llms-from-scratch-checkpoint"
 VERSION = 1
@@ -90,7 +90,7 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except OSError as exc:
         raise CheckpointError(f"{what} '{path}' cannot be read ({exc.strerror or exc})") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means: not a checkpoint we can read
+    except Exception:  # noqa: BLE001 - any unpickling failure means: not a checkpoint we can read
         kind = "a text file" if _looks_like_text(path) else "damaged or not a PyTorch checkpoint"
         raise CheckpointError(f"{what} '{path}' is {kind}: re-create it or pick another file") from None
 

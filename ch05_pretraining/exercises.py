@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
+from ch02_text.cli import run_exercises
+from ch02_text.common import check_writable, find_local_data_file, read_data_text
+
 from .book_loop import train_model_simple
 from .checkpoint import checkpoint_impl, load_checkpoint, read_checkpoint, save_checkpoint
 from .gpt2_weights import DOWNLOAD_HINT, load_gpt2_safetensors
 from .loss import calc_loss_loader
-from .previous_chapters import (
-    GPT_CONFIG_124M, GPTModel, check_writable, create_dataloader_v1, find_local_data_file, gpt2_tokenizer, read_data_text,
-    run_exercises,
-)
+from .previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1, gpt2_tokenizer
 from .sampling import generate, print_sampled_tokens, softmax_with_temperature
 from .tokens import text_to_token_ids, token_ids_to_text
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ch02_text.cli import CliParser, cli_errors
+from ch02_text.common import UserInputError, atomic_write_bytes, check_writable, find_data_file
+
 from .checkpoint import CheckpointError, load_model_file
 from .hf_weights import export_hf
-from .previous_chapters import (
-    CliParser, GPTModel, HFTokenizer, UserInputError, atomic_write_bytes, check_writable, cli_errors,
-    describe_tokenizer, find_data_file, tokenizer_from_dict,
-)
+from .previous_chapters import GPTModel, HFTokenizer, describe_tokenizer, tokenizer_from_dict
 
 
 def build_parser():

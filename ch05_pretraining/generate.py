@@ -28,15 +28,16 @@ import sys
 
 import torch
 
+from ch02_text.cli import (
+    CliParser, add_device_argument, cli_errors, nonneg_float, nonneg_int, positive_int, probability_mass,
+)
+from ch02_text.common import UserInputError, pick_device, set_seed
+
 from .checkpoint import CheckpointError, load_model_file
 from .gpt2_weights import load_gpt2_safetensors
 from .hf_weights import load_hf
 from .previous_chapters import (
-    CliParser, UserInputError, add_device_argument, choose_tokenizer, cli_errors, decode_dtype, generate_batch,
-    render_chat,
-    names_tokenizer,
-    nonneg_float,
-    nonneg_int, pick_device, positive_int, probability_mass, set_seed, tokenizer_from_dict,
+    choose_tokenizer, decode_dtype, generate_batch, names_tokenizer, render_chat, tokenizer_from_dict,
 )
 from .sampling import SamplingSettings, generate, make_sampler
 from .tokens import text_to_token_ids, token_ids_to_text
@@ -312,8 +313,8 @@ def main(argv=None):
         check_chat(args)
         model, tokenizer, default_prompt = load_model(args, device)
         if args.chat and not getattr(tokenizer, "chat_template", None):
-            raise UserInputError(f"--chat needs a chat template, and the tokenizer of this model has none "
-                                 f"(tokenizer_config.json's chat_template): leave --chat out to continue text")
+            raise UserInputError("--chat needs a chat template, and the tokenizer of this model has none "
+                                 "(tokenizer_config.json's chat_template): leave --chat out to continue text")
         model = model.to(decode_dtype(device, args.dtype))
         session = Session(model, tokenizer, device, settings,
                           eos_id=tokenizer.eot_token if args.stop_at_eos else None, chat=args.chat)

@@ -23,8 +23,10 @@ import json
 
 import torch
 
+from ch02_text.common import UserInputError, atomic_write_bytes
+
 from .checkpoint import CheckpointError, check_state_dict_fits
-from .previous_chapters import GPT_CONFIG_124M, GPTModel, UserInputError, atomic_write_bytes, preset_heads
+from .previous_chapters import GPT_CONFIG_124M, GPTModel, preset_heads
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 # config.json settings GPTModel cannot represent, with the value it needs

@@ -25,9 +25,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
+from ch02_text.common import UserInputError, atomic_write_bytes, bf16_supported
+
 from .checkpoint import CheckpointError
 from .gpt2_weights import export_gpt2_safetensors, load_gpt2_safetensors
-from .previous_chapters import FAMILIES, GPTModel, UserInputError, atomic_write_bytes, bf16_supported, validate_config
+from .previous_chapters import FAMILIES, GPTModel, validate_config
 
 CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME = "config.json", "model.safetensors", "model.safetensors.index.json"
 FAMILY_OF = {"llama": "llama", "qwen3": "qwen3", "qwen3_moe": "qwen3-moe", "gemma3_text": "gemma3",

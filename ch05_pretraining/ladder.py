@@ -31,14 +31,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ch02_text.cli import CliParser, cli_errors, fraction, positive_float, positive_int
+from ch02_text.common import UserInputError, check_writable, save_figure, set_seed
+
 from .baselines import CountModel, build_rung
 from .checkpoint import save_checkpoint
 from .loss import calc_loss_loader
-from .previous_chapters import (
-    TOKENIZER_CHOICES, CliParser, UserInputError,
-    check_writable, cli_errors, fraction, model_config, positive_float, positive_int, save_figure, set_seed,
-    tokenizer_to_dict,
-)
+from .previous_chapters import TOKENIZER_CHOICES, model_config, tokenizer_to_dict
 from .engine.runtime import Runtime
 from .engine.token_data import TokenWindows, load_datasets
 from .engine.trainer import Trainer, TrainSettings, make_optimizer

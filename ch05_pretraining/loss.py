@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .previous_chapters import UserInputError
+from ch02_text.common import UserInputError
 
 
 def calc_loss_batch(input_batch, target_batch, model, device):

@@ -23,7 +23,6 @@ python -m ch05_pretraining.generate --checkpoint checkpoints/modern_ladder/+qkno
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from pathlib import Path
@@ -31,15 +30,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ch02_text.cli import CliParser, cli_errors, positive_float, positive_int
+from ch02_text.common import UserInputError, check_folder, save_figure, set_seed
+
 from .checkpoint import save_checkpoint
 from .engine.runtime import Runtime
 from .engine.token_data import load_datasets
 from .engine.trainer import Trainer, TrainSettings, make_optimizer
 from .loss import calc_loss_loader
-from .previous_chapters import (
-    TOKENIZER_CHOICES, CliParser, GPTModel, UserInputError, check_folder, cli_errors, estimate, model_config,
-    positive_float, positive_int, save_figure, set_seed, tokenizer_to_dict,
-)
+from .previous_chapters import GPTModel, TOKENIZER_CHOICES, estimate, model_config, tokenizer_to_dict
 
 WHAT_IT_ADDS = {
     "gpt2": "GPT-2: learned positions, LayerNorm, GELU MLP, biases",

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ch02_text.cli import CliParser, cli_errors, fraction, positive_int
+from ch02_text.common import UserInputError, check_writable, resolve_input
 from .previous_chapters import (
-    BPETokenizer,
-    SPECIAL_TOKENS, TOKENIZER_CHOICES, CliParser, UserInputError, check_writable, choose_tokenizer, cli_errors,
-    describe_tokenizer, fraction, positive_int, resolve_input, tokenizer_from_dict, tokenizer_to_dict,
+    BPETokenizer, SPECIAL_TOKENS, TOKENIZER_CHOICES, choose_tokenizer, describe_tokenizer, tokenizer_from_dict,
+    tokenizer_to_dict,
 )
 from .engine.token_data import DTYPES, write_token_file
 

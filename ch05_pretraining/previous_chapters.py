@@ -1,13 +1,8 @@
-"""What chapter 5 uses from chapters 2-4, re-exported (no copies)."""
+"""What chapter 5 uses from chapters 2-4, re-exported (no copies).
 
-from ch02_text.cli import (  # noqa: F401
-    CliParser, add_device_argument, chapter_parser, cli_errors, fraction, nonneg_float,
-    nonneg_int, positive_float, positive_int, probability_mass, run_exercises, run_walkthrough, unit_interval,
-)
-from ch02_text.common import (  # noqa: F401
-    UserInputError, atomic_write_bytes, bf16_supported, atomic_writer, check_folder, check_writable, find_data_file,
-    find_local_data_file, pick_device, read_data_text, read_text_file, resolve_input, save_figure, set_seed,
-)
+Only book code: the shared infrastructure (ch02_text/common.py, ch02_text/cli.py) is imported from the
+module that defines it."""
+
 from ch02_text.bpe import BPETokenizer  # noqa: F401
 from ch02_text.dataloader import create_dataloader_v1  # noqa: F401
 from ch02_text.hf_tokenizer import HFTokenizer, render_chat  # noqa: F401

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .previous_chapters import UserInputError, generate_loop
+from ch02_text.common import UserInputError
+from .previous_chapters import generate_loop
 
 
 def softmax_with_temperature(logits, temperature):

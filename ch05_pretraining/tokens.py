@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .previous_chapters import UserInputError
+from ch02_text.common import UserInputError
 
 
 def text_to_token_ids(text, tokenizer):

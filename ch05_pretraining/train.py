@@ -44,23 +44,25 @@ import torch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ch02_text.cli import (
+    CliParser, add_device_argument, cli_errors, fraction, nonneg_float, nonneg_int, positive_float, positive_int,
+    unit_interval,
+)
+from ch02_text.common import (
+    UserInputError, check_writable, pick_device, save_figure, set_seed,
+)
+
 from .book_loop import plot_losses
 from .checkpoint import CheckpointError, apply_checkpoint, checkpoint_impl, read_checkpoint, save_checkpoint, set_rng_state
 from .previous_chapters import (
-    TOKENIZER_CHOICES, CliParser, UserInputError, add_device_argument, check_writable, choose_tokenizer, cli_errors,
-    describe_tokenizer, find_data_file, fraction, model_config, names_tokenizer, nonneg_float, nonneg_int, pick_device,
-    positive_float, positive_int, read_text_file, resolve_input, save_figure, set_seed, tokenizer_from_dict, tokenizer_to_dict,
-    unit_interval, use_generator_dropout,
-)
-from .previous_chapters import (
-    GPTModel, init_gpt2_weights,
-    ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, preset_values, scaled_config, validate_config,
+    ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
+    init_gpt2_weights, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout, validate_config,
 )
 from .engine.runtime import Runtime, finish_distributed, init_distributed
 from .engine.sharding import full_state, load_optimizer_state, shard
 from .engine.token_data import load_datasets
 from .hf_weights import load_hf
-from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer, unwrap
+from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer
 
 DEFAULT_OUT = "checkpoints/model.pt"
 DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)

@@ -25,10 +25,8 @@ import torch  # noqa: E402
 
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from ch05_pretraining.loss import calc_loss_loader  # noqa: E402
-from ch05_pretraining.previous_chapters import (  # noqa: E402
-    GPTModel, create_dataloader_v1, find_local_data_file, generate_text_simple, gpt2_tokenizer,
-    pick_device, read_data_text, save_figure,
-)
+from ch02_text.common import find_local_data_file, pick_device, read_data_text, save_figure
+from ch05_pretraining.previous_chapters import GPTModel, create_dataloader_v1, generate_text_simple, gpt2_tokenizer
 from ch05_pretraining.sampling import generate, print_sampled_tokens, softmax_with_temperature  # noqa: E402
 from ch05_pretraining.tokens import text_to_token_ids, token_ids_to_text  # noqa: E402
 from ch05_pretraining.book_loop import plot_losses, train_model_simple  # noqa: E402

@@ -148,7 +148,7 @@ def test_mixture_of_experts_by_a_loop_over_tokens(normalise):
 
 
 def test_load_balancing_loss_equals_transformers():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
 
     logits = (torch.randn(10, 6), torch.randn(10, 6))

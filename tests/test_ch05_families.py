@@ -5,7 +5,6 @@ import io
 import sys
 
 import pytest
-import torch
 
 from ch04_gpt.families import FAMILIES, TITLES
 from ch05_pretraining.checkpoint import model_from_checkpoint, read_checkpoint

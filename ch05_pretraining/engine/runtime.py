@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..previous_chapters import bf16_supported  # noqa: F401 (re-exported for the benches)
+from ch02_text.common import bf16_supported  # noqa: F401 (re-exported for the benches)
 
 
 def keep_freed_memory(keep: bool = True) -> bool:

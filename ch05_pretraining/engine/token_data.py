@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ch02_text.common import (
+    UserInputError, atomic_write_bytes, atomic_writer, find_data_file, read_text_file, resolve_input,
+)
 from ..previous_chapters import (
-    UserInputError, atomic_write_bytes, atomic_writer, choose_tokenizer, describe_tokenizer, find_data_file,
-    names_tokenizer, read_text_file, resolve_input, tokenizer_from_dict, tokenizer_to_dict,
+    choose_tokenizer, describe_tokenizer, names_tokenizer, tokenizer_from_dict, tokenizer_to_dict,
 )
 
 FORMAT = "llms-token-file"

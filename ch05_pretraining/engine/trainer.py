@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ch02_text.common import UserInputError
+
 from ..checkpoint import rng_state, set_rng_state
 from ..loss import calc_loss_batch, evaluate_model
-from ..previous_chapters import UserInputError, dropout_generator, generate_loop
+from ..previous_chapters import dropout_generator, generate_loop
 from ..tokens import text_to_token_ids, token_ids_to_text
 from ..book_loop import format_eval_line
 
