@@ -10,7 +10,7 @@ Unlike the chapter's estimate of the four GPT-2 sizes: one table for all the fam
 
 from __future__ import annotations
 
-import argparse
+from ch02_text.cli import CliParser
 
 from .config import ALL_PRESETS, estimate, model_config
 from .families import TITLES, WHAT_IT_CHANGES
@@ -46,7 +46,7 @@ def print_table(rows) -> None:
 
 
 def main(argv=None):
-    argparse.ArgumentParser(prog="python -m ch04_gpt.presets", description=__doc__.splitlines()[0]).parse_args(argv)
+    CliParser(prog="python -m ch04_gpt.presets", description=__doc__.splitlines()[0]).parse_args(argv)
     print_table(preset_rows())
 
 

@@ -243,3 +243,11 @@ def test_gpt2_init_finds_the_residual_projections_by_role(family):
     assert blocks[0].att.out_proj.weight.std() < 0.01 and blocks[0].att.qkv.weight.std() > 0.015
     down = blocks[0].ff.experts[0].fc3 if family == "qwen3-moe" else blocks[0].ff.fc3
     assert float(down.weight.detach().std()) == pytest.approx(0.02 / math.sqrt(16), rel=0.2)
+
+
+def test_the_presets_table_lists_every_preset(capsys):
+    from ch04_gpt.presets import main
+
+    main([])
+    out = capsys.readouterr().out
+    assert all(f"| {name} |" in out for name in ALL_PRESETS) and "| qwen3-30b-a3b | Qwen3-MoE | 30,532.1M | 3,353.0M |" in out
