@@ -297,6 +297,18 @@ def interact(session: Session) -> None:
             print("(stopped)", file=sys.stderr)
 
 
+def batch_output(texts: list[str]) -> str:
+    """Several continuations, each under a rule naming its prompt's number, so where one ends is plain.
+
+    >>> print(batch_output(["Hi there", "I am"]))
+    --- 1 ---
+    Hi there
+    --- 2 ---
+    I am
+    """
+    return "\n".join(f"--- {i} ---\n{text}" for i, text in enumerate(texts, 1))
+
+
 def check_chat(args) -> None:
     if args.chat and not args.interactive:
         raise UserInputError("--chat keeps a conversation in the REPL: give --interactive too")
@@ -322,7 +334,7 @@ def main(argv=None):
         prompts = args.prompt or [default_prompt]
         if not args.interactive and len(prompts) > 1:
             texts = session.complete_batch(prompts)
-            print("\n\n".join(texts))
+            print(batch_output(texts))
             return texts
         if not args.interactive:
             text = session.complete(prompts[0])

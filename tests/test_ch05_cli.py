@@ -219,7 +219,7 @@ def test_generate_continues_several_prompts_in_one_batch(tiny_ckpt, capsys):
         args += ["--prompt", p]
     capsys.readouterr()
     assert main(args) == alone
-    assert capsys.readouterr().out.strip() == "\n\n".join(alone)
+    assert capsys.readouterr().out.strip() == "\n".join(f"--- {i} ---\n{t}" for i, t in enumerate(alone, 1))
 
 
 def test_generate_dtype_option(tiny_ckpt, capsys):
