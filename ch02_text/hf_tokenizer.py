@@ -101,7 +101,7 @@ class HFTokenizer:
     def from_dict(cls, data: dict, source="tokenizer") -> "HFTokenizer":
         try:
             return cls(data["tokenizer_json"], data.get("config"), data.get("generation"))
-        except (KeyError, TypeError, Exception) as exc:  # noqa: BLE001 - any damage: one line
+        except Exception as exc:  # noqa: BLE001 - any damage: one line
             raise UserInputError(f"{source}: the stored tokenizer.json cannot be read ({type(exc).__name__})") from None
 
     def describe(self) -> str:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ch02_text.cli import CliParser, cli_errors
-from ch02_text.common import UserInputError, atomic_write_bytes, check_writable, find_data_file
+from ch02_text.common import atomic_write_bytes, check_folder, find_data_file
 
 from .checkpoint import CheckpointError, load_model_file
 from .hf_weights import export_hf
@@ -59,9 +59,7 @@ def tokenizer_files(tokenizer) -> dict[str, dict | str] | None:
 def export(checkpoint, out) -> list[str]:
     """Write the folder; returns the names of the files written."""
     out = Path(out)
-    if out.is_file():
-        raise UserInputError(f"--out '{out}' is a file: export writes a folder")
-    check_writable(out / "config.json", "--out")
+    check_folder(out, "--out")
     model, ckpt = load_model_file(checkpoint)
     if not isinstance(model, GPTModel):
         raise CheckpointError(f"--checkpoint '{checkpoint}' holds a baseline of the ladder, which no other tool "

@@ -29,7 +29,7 @@ from ch02_text.common import UserInputError, atomic_write_bytes, bf16_supported
 
 from .checkpoint import CheckpointError
 from .gpt2_weights import export_gpt2_safetensors, load_gpt2_safetensors
-from .previous_chapters import FAMILIES, GPTModel, validate_config
+from .previous_chapters import FAMILIES, GPTModel, read_json_file, validate_config
 
 CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME = "config.json", "model.safetensors", "model.safetensors.index.json"
 FAMILY_OF = {"llama": "llama", "qwen3": "qwen3", "qwen3_moe": "qwen3-moe", "gemma3_text": "gemma3",
@@ -363,10 +363,7 @@ def read_folder_config(folder: Path) -> dict:
         raise CheckpointError(f"'{folder}' is not a folder: give the model folder (config.json + model.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"folder '{folder}' holds no {CONFIG_NAME}: download the whole model folder")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is not valid JSON ({exc}): download it again") from None
+    return read_json_file(path, "model config")
 
 
 def load_hf(path, dtype=None, device="cpu") -> GPTModel:

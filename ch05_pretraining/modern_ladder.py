@@ -23,6 +23,7 @@ python -m ch05_pretraining.generate --checkpoint checkpoints/modern_ladder/+qkno
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from pathlib import Path
@@ -156,7 +157,7 @@ def run(args):
         mean, std = mean_std([val for _, val, _ in results])
         rows.append({"name": name, "params": est["params"], "active": est["active_params"], "mean": mean, "std": std,
                      "speed": statistics.mean(s for _, _, s in results), "kv": kv_bytes_per_token(cfg)})
-        curves[name] = ([t for t in results[0][0].track_tokens_seen], [r[0].val_losses for r in results])
+        curves[name] = (list(results[0][0].track_tokens_seen), [r[0].val_losses for r in results])
         print(f"{name}: val {mean:.3f} ± {std:.3f}")
     print_table(rows, len(args.seed_list))
     figure = save_figure(modern_figure(curves, rows, args), "ch05_modern_ladder.png",
@@ -200,8 +201,6 @@ def modern_figure(curves, rows, args):
 
 def seeds(text):
     """``--seeds 3`` (123, 124, 125) or an explicit list ``--seeds 1,2``."""
-    import argparse
-
     try:
         values = [int(v) for v in text.split(",")] if "," in text else list(range(123, 123 + int(text)))
     except ValueError:

@@ -3,7 +3,7 @@
 Only book code: the shared infrastructure (ch02_text/common.py, ch02_text/cli.py) is imported from the
 module that defines it."""
 
-from ch02_text.bpe import BPETokenizer  # noqa: F401
+from ch02_text.bpe import BPETokenizer, read_json_file  # noqa: F401
 from ch02_text.dataloader import create_dataloader_v1  # noqa: F401
 from ch02_text.hf_tokenizer import HFTokenizer, render_chat  # noqa: F401
 from ch02_text.tokenizer_choice import (  # noqa: F401
