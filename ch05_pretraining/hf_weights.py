@@ -1,10 +1,11 @@
 """Open-weight models from Hugging Face folders, and back: one registry of weight maps keyed by model_type.
 
-Unlike ``gpt2_weights.py`` (GPT-2's own Conv1D layout, written out by hand): every family of
-``ch04_gpt/families.py`` is the same ``GPTModel``, so one table of name rules per family translates
-our parameter names to a checkpoint's (``trf_blocks.3.ff.fc1.weight`` <-> ``model.layers.3.mlp.gate_proj.weight``);
-the only tensor that is not one-to-one is our fused ``att.qkv`` (Hugging Face's q_proj, k_proj and v_proj,
-stacked). ``config_from_hf`` reads ``config.json`` in its older (``rope_theta``, ``rope_scaling``) and
+Unlike the book's section 5.5 (one hand-written loader per checkpoint): every family of
+``ch04_gpt/families.py``, GPT-2 included, is the same ``GPTModel``, so one table of name rules per family
+translates our parameter names to a checkpoint's (``trf_blocks.3.ff.fc1.weight`` <->
+``model.layers.3.mlp.gate_proj.weight``). Two things are not one-to-one: our fused ``att.qkv`` (Hugging
+Face's q_proj, k_proj and v_proj stacked; GPT-2's c_attn is fused already) and GPT-2's ``Conv1D`` weights,
+stored (in, out) and transposed for ``nn.Linear``. ``config_from_hf`` reads ``config.json`` in its older (``rope_theta``, ``rope_scaling``) and
 current (``rope_parameters``, per layer type) forms and refuses what the model cannot represent, with one
 line naming it. ``load_hf`` builds the model on the meta device and assigns the memory-mapped tensors, so
 no random weights are ever allocated; ``export_hf`` writes a folder that ``transformers`` reads.
@@ -13,6 +14,8 @@ no random weights are ever allocated; ``export_hf`` writes a folder that ``trans
 'model.layers.2.self_attn.k_norm.weight'
 >>> hf_name("mixtral", "trf_blocks.0.ff.experts.5.fc2.weight")
 'model.layers.0.block_sparse_moe.experts.5.w3.weight'
+>>> hf_name("gpt2", "trf_blocks.1.norm2.shift"), transposed("gpt2", "trf_blocks.1.ff.layers.0.weight")
+('transformer.h.1.ln_2.bias', True)
 """
 
 from __future__ import annotations
@@ -28,15 +31,14 @@ from safetensors.torch import save
 from ch02_text.common import UserInputError, atomic_write_bytes, bf16_supported
 
 from .checkpoint import CheckpointError
-from .gpt2_weights import export_gpt2_safetensors, load_gpt2_safetensors
-from .previous_chapters import FAMILIES, GPTModel, read_json_file, validate_config
+from .previous_chapters import FAMILIES, GPT_CONFIG_124M, GPTModel, read_json_file, validate_config
 
 CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME = "config.json", "model.safetensors", "model.safetensors.index.json"
-FAMILY_OF = {"llama": "llama", "qwen3": "qwen3", "qwen3_moe": "qwen3-moe", "gemma3_text": "gemma3",
+FAMILY_OF = {"gpt2": "gpt2", "llama": "llama", "qwen3": "qwen3", "qwen3_moe": "qwen3-moe", "gemma3_text": "gemma3",
              "gemma3": "gemma3", "mistral": "mistral", "mixtral": "mixtral", "olmo2": "olmo2", "olmo3": "olmo3"}
-MODEL_TYPE = {"llama": "llama", "qwen3": "qwen3", "qwen3-moe": "qwen3_moe", "gemma3": "gemma3_text",
+MODEL_TYPE = {"gpt2": "gpt2", "llama": "llama", "qwen3": "qwen3", "qwen3-moe": "qwen3_moe", "gemma3": "gemma3_text",
               "mistral": "mistral", "mixtral": "mixtral", "olmo2": "olmo2", "olmo3": "olmo3"}
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3-moe": "Qwen3MoeForCausalLM",
+ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3-moe": "Qwen3MoeForCausalLM",
                  "gemma3": "Gemma3ForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
                  "olmo2": "Olmo2ForCausalLM", "olmo3": "Olmo3ForCausalLM"}
 ACTIVATIONS = {"gemma3": "gelu_pytorch_tanh"}  # the others: silu
@@ -63,28 +65,49 @@ BLOCK_OF = {"gemma3": "sandwich", "olmo2": "post_branch", "olmo3": "post_branch"
 TOP_NAMES = {"tok_emb.weight": "model.embed_tokens.weight", "final_norm.weight": "model.norm.weight",
              "out_head.weight": "lm_head.weight"}
 QKV_PARTS = ("q_proj", "k_proj", "v_proj")
+# GPT-2 (GPT2LMHeadModel): LayerNorm's scale/shift are weight/bias, the QKV is fused, Conv1D weights are (in, out)
+GPT2_TOP_NAMES = {"tok_emb.weight": "transformer.wte.weight", "pos_emb.weight": "transformer.wpe.weight",
+                  "final_norm.scale": "transformer.ln_f.weight", "final_norm.shift": "transformer.ln_f.bias",
+                  "out_head.weight": "lm_head.weight"}
+GPT2_RULES = [(r"norm1", "ln_1"), (r"norm2", "ln_2"), (r"att\.qkv", "attn.c_attn"), (r"att\.out_proj", "attn.c_proj"),
+              (r"ff\.layers\.0", "mlp.c_fc"), (r"ff\.layers\.2", "mlp.c_proj")]
+GPT2_LEAVES = {"scale": "weight", "shift": "bias"}
+GPT2_TRANSPOSED = r"trf_blocks\.\d+\.(att\.(qkv|out_proj)|ff\.layers\.[02])\.weight"
+# tensors a checkpoint may hold that are not parameters (GPT-2's causal-mask buffers)
+IGNORED = {"gpt2": r"(transformer\.)?h\.\d+\.attn\.(masked_)?bias"}
 
 
 def block_rules(family: str) -> list[tuple[str, str]]:
+    if family == "gpt2":
+        return GPT2_RULES
     return ATTENTION_RULES + MOE_RULES.get(family, []) + MLP_RULES + NORM_RULES[BLOCK_OF.get(family, "pre")]
 
 
 def hf_name(family: str, ours: str) -> str:
-    """The checkpoint's name of one of our parameters (the fused qkv: see ``qkv_names``)."""
-    if ours in TOP_NAMES:
-        return TOP_NAMES[ours]
+    """The checkpoint's name of one of our parameters (the fused qkv of the split families: see ``qkv_names``)."""
+    top = GPT2_TOP_NAMES if family == "gpt2" else TOP_NAMES
+    if ours in top:
+        return top[ours]
     layer, rest = re.fullmatch(r"trf_blocks\.(\d+)\.(.+)", ours).groups()
     module, leaf = rest.rsplit(".", 1)
+    prefix = f"transformer.h.{layer}" if family == "gpt2" else f"model.layers.{layer}"
+    leaf = GPT2_LEAVES.get(leaf, leaf) if family == "gpt2" else leaf
     for pattern, template in block_rules(family):
         if re.fullmatch(pattern, module):
-            return f"model.layers.{layer}.{re.sub(pattern, template, module)}.{leaf}"
+            return f"{prefix}.{re.sub(pattern, template, module)}.{leaf}"
     raise KeyError(f"no Hugging Face name for {ours} in family {family}")
 
 
-def qkv_names(ours: str) -> list[str] | None:
-    """The three checkpoint tensors behind our fused ``trf_blocks.N.att.qkv.weight`` (None for other names)."""
+def transposed(family: str, ours: str) -> bool:
+    """Whether the checkpoint stores this weight as (in, out) (GPT-2's Conv1D) rather than nn.Linear's (out, in)."""
+    return family == "gpt2" and re.fullmatch(GPT2_TRANSPOSED, ours) is not None
+
+
+def qkv_names(family: str, ours: str) -> list[str] | None:
+    """The three checkpoint tensors behind our fused ``trf_blocks.N.att.qkv.weight`` (None for other names, and
+    for GPT-2, whose checkpoint holds the fused tensor)."""
     match = re.fullmatch(r"trf_blocks\.(\d+)\.att\.qkv\.(weight|bias)", ours)
-    if match is None:
+    if match is None or family == "gpt2":
         return None
     layer, leaf = match.groups()
     return [f"model.layers.{layer}.self_attn.{part}.{leaf}" for part in QKV_PARTS]
@@ -138,6 +161,31 @@ def _refuse_unsupported(hf: dict, family: str) -> None:
         raise UserInputError("config.json: use_bidirectional_attention is not implemented (causal models only)")
 
 
+# the choices of parts a Hugging Face family fixes (the sizes are free)
+STRUCTURE = ("positions", "norm", "block", "ff", "qk_norm", "emb_scale")
+# config.json settings of GPT-2 that GPTModel cannot represent, with the value it needs
+GPT2_UNSUPPORTED = {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+
+def gpt2_config_from_hf(hf: dict, source="config.json"):
+    """GPT-2's ``config.json`` (``n_embd``, ``n_head``, ...) as our config, refusing what GPTModel cannot run."""
+    for key, needed in GPT2_UNSUPPORTED.items():
+        if hf.get(key, needed) != needed:
+            raise CheckpointError(f"{source} sets {key}={hf[key]}, which GPTModel cannot represent")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in TANH_GELUS:
+        raise CheckpointError(f"{source} uses activation_function={act!r}; GPTModel has GELU's tanh "
+                              f"approximation only ({', '.join(TANH_GELUS)})")
+    if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
+        raise CheckpointError(f"{source} sets n_inner={hf['n_inner']}; GPTModel's feed forward is 4 x n_embd wide")
+    return validate_config({
+        **GPT_CONFIG_124M, "vocab_size": hf["vocab_size"], "context_length": hf.get("n_positions", 1024),
+        "emb_dim": hf["n_embd"], "n_heads": hf["n_head"], "n_layers": hf["n_layer"], "qkv_bias": True,
+        "tie_weights": bool(hf.get("tie_word_embeddings", True)), "norm_eps": float(hf.get("layer_norm_epsilon", 1e-5)),
+        "drop_rate": 0.0})
+
+
 def config_from_hf(hf: dict, source="config.json"):
     """Our ``ModelConfig`` from a Hugging Face ``config.json`` (a multimodal Gemma 3's text model too)."""
     if hf.get("model_type") == "gemma3" and "text_config" in hf:
@@ -145,8 +193,10 @@ def config_from_hf(hf: dict, source="config.json"):
     model_type = hf.get("model_type")
     if model_type not in FAMILY_OF:
         raise UserInputError(f"{source}: model_type {model_type!r} is not supported here (supported: "
-                             f"gpt2, {', '.join(FAMILY_OF)})")
+                             f"{', '.join(FAMILY_OF)})")
     family = FAMILY_OF[model_type]
+    if family == "gpt2":
+        return gpt2_config_from_hf(hf, source)
     _refuse_unsupported(hf, family)
     n_layers = hf["num_hidden_layers"]
     bias = bool(hf.get("attention_bias", False))
@@ -179,9 +229,20 @@ def hf_config(cfg) -> dict:
     """The ``config.json`` of a model of ``cfg`` for ``transformers`` (current form, per-layer RoPE where used)."""
     cfg = validate_config(cfg)
     family = cfg.family
-    if family not in MODEL_TYPE:
-        raise UserInputError(f"a {family} model has no Hugging Face family here (exportable: "
-                             f"gpt2, {', '.join(MODEL_TYPE)})")
+    if family not in MODEL_TYPE or cfg.block == "post":
+        what = "post-LayerNorm (GPT-1)" if cfg.block == "post" else family
+        raise UserInputError(f"a {what} model has no Hugging Face family here (exportable: "
+                             f"{', '.join(MODEL_TYPE)})")
+    published = validate_config({**cfg.to_dict(), **FAMILIES[family]})
+    changed = [k for k in STRUCTURE if getattr(cfg, k) != getattr(published, k)]
+    if family == "gpt2" and not (cfg.attn_bias and cfg.ff_bias):
+        changed.append("attn_bias" if not cfg.attn_bias else "ff_bias")
+    if changed:
+        raise UserInputError(f"this {family} model sets {changed[0]}={getattr(cfg, changed[0])!r} where "
+                             f"{family} has {getattr(published, changed[0])!r}: Hugging Face's {MODEL_TYPE[family]} "
+                             "cannot hold it (a ladder rung between families is not exportable)")
+    if family == "gpt2":
+        return gpt2_hf_config(cfg)
     full = {"rope_type": "default", "rope_theta": cfg.rope_theta, **(cfg.rope_scaling or {})}
     out = {
         "architectures": [ARCHITECTURES[family]], "model_type": MODEL_TYPE[family], "vocab_size": cfg.vocab_size,
@@ -208,6 +269,19 @@ def hf_config(cfg) -> dict:
     return out
 
 
+def gpt2_hf_config(cfg) -> dict:
+    """The ``config.json`` that ``GPT2LMHeadModel.from_pretrained`` needs for a model of ``cfg``."""
+    return {
+        "architectures": [ARCHITECTURES["gpt2"]], "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size, "n_positions": cfg.context_length, "n_ctx": cfg.context_length,
+        "n_embd": cfg.emb_dim, "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "n_inner": None,
+        "activation_function": "gelu_new", "layer_norm_epsilon": cfg.norm_eps,
+        "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate, "attn_pdrop": cfg.drop_rate,
+        "tie_word_embeddings": bool(cfg.tie_weights), "bos_token_id": 50256, "eos_token_id": 50256,
+        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+    }
+
+
 # -- tensors --------------------------------------------------------------------------------------------
 SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -228,10 +302,13 @@ class MappedSafetensors:
             try:
                 n = int.from_bytes(f.read(8), "little")
                 header = json.loads(f.read(n))
+                if not isinstance(header, dict):
+                    raise ValueError("the header is not a JSON object")
             except (ValueError, UnicodeDecodeError, MemoryError):
                 raise CheckpointError(f"'{path}' is not a safetensors file: download it again") from None
             self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         self.path, self.base = path, 8 + n
+        self.metadata = header.get("__metadata__") or {}
         self.header = {k: v for k, v in header.items() if k != "__metadata__"}
 
     def keys(self):
@@ -258,70 +335,74 @@ class MappedSafetensors:
             self.mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
-class TensorFolder:
-    """The safetensors of a folder (one file or shards), memory-mapped; names checked as they are taken."""
+# where the text model's tensors are in a file, given their names in a causal LM's own folder
+NAME_FORMS = {
+    "causal LM": lambda name: name,
+    "bare GPT-2": lambda name: name.removeprefix("transformer."),  # the book's gpt2-small-124M.safetensors
+    "multimodal": lambda name: name.replace("model.", "model.language_model.", 1),  # Gemma3ForConditionalGeneration
+    "multimodal, older": lambda name: "language_model." + name,
+}
 
-    def __init__(self, folder: Path):
-        index = folder / INDEX_NAME
-        if index.is_file():
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            files = sorted(set(weight_map.values()))
-        elif (folder / WEIGHTS_NAME).is_file():
-            files = [WEIGHTS_NAME]
-        else:
-            raise CheckpointError(f"folder '{folder}' holds neither {WEIGHTS_NAME} nor {INDEX_NAME}: download the "
-                                  "whole model folder")
+
+class TensorFolder:
+    """The safetensors of a folder (one file or shards, or one given file), memory-mapped; names checked as
+    they are taken. Names are asked for as a causal LM's folder has them; ``NAME_FORMS`` finds the file's."""
+
+    def __init__(self, folder: Path, embedding: str = TOP_NAMES["tok_emb.weight"], files=None):
         self.folder, self.where, self.handles = folder, {}, []
-        for name in files:
+        for name in files or self._files(folder):
             if not (folder / name).is_file():
                 raise CheckpointError(f"folder '{folder}' lacks the shard {name} that {INDEX_NAME} names")
             handle = MappedSafetensors(folder / name)
             self.handles.append(handle)
             for key in handle.keys():
                 self.where[key] = handle
-        self.prefix = self._text_model_prefix()
+        self.source = f"'{folder / files[0]}'" if files else f"folder '{folder}'"
+        forms = [f for f in NAME_FORMS.values() if f(embedding) in self.where]
+        self.form = forms[0] if forms else NAME_FORMS["causal LM"]
         self.taken = set()
 
-    def _text_model_prefix(self) -> str:
-        """'' for a causal LM; the language model's prefix inside a multimodal folder (Gemma 3)."""
-        for prefix in ("", "language_model.", "model.language_model.", "model.text_model."):
-            probe = f"{prefix}model.embed_tokens.weight" if prefix != "model.language_model." else \
-                "model.language_model.embed_tokens.weight"
-            if probe in self.where:
-                return prefix
-        return ""
+    @staticmethod
+    def _files(folder: Path) -> list[str]:
+        index = folder / INDEX_NAME
+        if index.is_file():
+            return sorted(set(read_json_file(index, "shard index")["weight_map"].values()))
+        if (folder / WEIGHTS_NAME).is_file():
+            return [WEIGHTS_NAME]
+        raise CheckpointError(f"folder '{folder}' holds neither {WEIGHTS_NAME} nor {INDEX_NAME}: download the "
+                              "whole model folder")
 
-    def _key(self, name: str) -> str:
-        if self.prefix == "model.language_model.":
-            return name.replace("model.", "model.language_model.", 1) if name.startswith("model.") else name
-        return self.prefix + name
+    def metadata(self) -> dict:
+        return self.handles[0].metadata
 
     def has(self, name: str) -> bool:
-        return self._key(name) in self.where
+        return self.form(name) in self.where
 
-    def get(self, name: str, dtype=None) -> torch.Tensor:
-        """The tensor, in ``dtype``: a view of the file where it has that dtype, else a copy (the file's
-        pages of it then released)."""
-        key = self._key(name)
+    def get(self, name: str, dtype=None, transpose=False) -> torch.Tensor:
+        """The tensor, in ``dtype`` (transposed if asked): a view of the file where nothing changes, else a
+        copy (the file's pages of it then released)."""
+        key = self.form(name)
         if key not in self.where:
-            raise CheckpointError(f"folder '{self.folder}' lacks tensor '{key}': not this model's weights?")
+            raise CheckpointError(f"{self.source} lacks tensor '{key}': not this model's weights?")
         self.taken.add(key)
         handle = self.where[key]
         tensor = handle.get_tensor(key)
-        if dtype is None or tensor.dtype == dtype:
+        if (dtype is None or tensor.dtype == dtype) and not transpose:
             return tensor
-        converted = tensor.to(dtype)
+        converted = (tensor.t() if transpose else tensor).to(dtype or tensor.dtype).contiguous()
         handle.release(key)
         return converted
 
     def release(self, names) -> None:
         for name in names:
-            key = self._key(name)
+            key = self.form(name)
             self.where[key].release(key)
 
-    def untaken(self) -> list[str]:
-        text = self._key("")
-        return [k for k in self.where if k not in self.taken and k.startswith(text)]
+    def untaken(self, ignored: str | None = None) -> list[str]:
+        """Tensors of the text model left over (a multimodal folder's vision tower is not the text model's)."""
+        text = [self.form("model."), self.form("lm_head.")] if self.form("model.") != "model." else [""]
+        return [k for k in self.where if k not in self.taken and k.startswith(tuple(text))
+                and not (ignored and re.fullmatch(ignored, k))]
 
 
 def target_dtype(file_dtype: torch.dtype, dtype, device) -> torch.dtype:
@@ -339,21 +420,22 @@ def state_dict_from_folder(tensors: TensorFolder, model: GPTModel, dtype) -> dic
     for ours, meta in model.state_dict().items():
         if ours == "out_head.weight" and model.cfg.tie_weights:
             continue
-        parts = qkv_names(ours)
+        parts = qkv_names(family, ours)
         if parts is not None:
             tensor = torch.cat([tensors.get(p, dtype) for p in parts], dim=0)
             tensors.release(parts)  # the fused copy is what the model keeps
         else:
-            tensor = tensors.get(hf_name(family, ours), dtype)
+            tensor = tensors.get(hf_name(family, ours), dtype, transpose=transposed(family, ours))
         if tuple(tensor.shape) != tuple(meta.shape):
-            raise CheckpointError(f"folder '{tensors.folder}': {ours} has shape {tuple(tensor.shape)} in the file "
-                                  f"but {tuple(meta.shape)} in the model config.json describes")
+            theirs = ", ".join(tensors.form(n) for n in parts or [hf_name(family, ours)])
+            raise CheckpointError(f"{tensors.source}: {ours} ({theirs}) has shape {tuple(tensor.shape)} in the "
+                                  f"file but {tuple(meta.shape)} in the model config.json describes")
         out[ours] = tensor
     if model.cfg.tie_weights and tensors.has("lm_head.weight"):
         tensors.get("lm_head.weight")  # a copy of the embedding, as transformers may write it
-    extra = tensors.untaken()
+    extra = tensors.untaken(IGNORED.get(family))
     if extra:
-        raise CheckpointError(f"folder '{tensors.folder}' holds tensor '{extra[0]}' that this model has no place for")
+        raise CheckpointError(f"{tensors.source} holds tensor '{extra[0]}' that this model has no place for")
     return out
 
 
@@ -373,17 +455,19 @@ def load_hf(path, dtype=None, device="cpu") -> GPTModel:
     ``dtype`` where needed): the weights are read once and never allocated twice.
     """
     folder = Path(path)
-    hf = read_folder_config(folder)
-    if hf.get("model_type") == "gpt2":
-        return load_gpt2_safetensors(folder, device=device)
-    cfg = config_from_hf(hf, f"'{folder / CONFIG_NAME}'")
-    tensors = TensorFolder(folder)
-    with torch.device("meta"):
-        model = GPTModel(cfg)
+    cfg = config_from_hf(read_folder_config(folder), f"'{folder / CONFIG_NAME}'")
+    return load_tensors(TensorFolder(folder, hf_name(cfg.family, "tok_emb.weight")), cfg, dtype, device)
+
+
+def load_tensors(tensors: TensorFolder, cfg, dtype=None, device="cpu", impl="fast") -> GPTModel:
+    """Our model of ``cfg`` holding the folder's tensors (see ``load_hf``); ``impl="book"`` builds the book's
+    attention classes (their causal-mask buffers are made, not read, so that model is built for real)."""
+    with torch.device("meta" if impl == "fast" else "cpu"):
+        model = GPTModel(cfg, impl=impl)
     first = next(iter(tensors.where))
     dtype = target_dtype(tensors.where[first].dtype(first), dtype, device)
     state = state_dict_from_folder(tensors, model, dtype)
-    model.load_state_dict(state, strict=not cfg.tie_weights, assign=True)
+    model.load_state_dict(state, strict=not cfg.tie_weights, assign=impl == "fast")
     if cfg.tie_weights:
         model.out_head.weight = model.tok_emb.weight
     for rope in getattr(model, "rope", {}).values():
@@ -391,29 +475,34 @@ def load_hf(path, dtype=None, device="cpu") -> GPTModel:
     return model.to(device).eval()
 
 
+def hf_state_dict(model: GPTModel) -> dict:
+    """``model``'s tensors under the checkpoint's names, in its layout (split QKV, GPT-2's transposes), fp32."""
+    cfg, out = model.cfg, {}
+    for ours, tensor in model.state_dict().items():
+        if ours == "out_head.weight" and cfg.tie_weights:
+            continue
+        tensor = tensor.detach().cpu().float()
+        parts = qkv_names(cfg.family, ours)
+        if parts is None:
+            out[hf_name(cfg.family, ours)] = (tensor.t() if transposed(cfg.family, ours) else tensor).contiguous().clone()
+            continue
+        sizes = (cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim)
+        for name, part in zip(parts, tensor.split(sizes, dim=0)):
+            out[name] = part.contiguous().clone()
+    if cfg.family == "gpt2" and not cfg.qkv_bias:  # GPT-2's c_attn always has a bias
+        for i in range(cfg.n_layers):
+            out[f"transformer.h.{i}.attn.c_attn.bias"] = torch.zeros(cfg.n_heads * cfg.head_dim * 3)
+    return out
+
+
 def export_hf(model: GPTModel, folder) -> Path:
     """Write ``model`` as a folder ``transformers.AutoModelForCausalLM.from_pretrained`` reads: config.json +
     model.safetensors (atomically). Returns the folder."""
-    if model.cfg.family == "gpt2":
-        return export_gpt2_safetensors(model, folder).parent
     config = hf_config(model.cfg)
     folder = Path(folder)
     if folder.is_file():
         raise UserInputError(f"'{folder}' is a file: export writes a folder (config.json + model.safetensors)")
-    out = {}
-    for ours, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().float().contiguous()
-        if ours == "out_head.weight" and model.cfg.tie_weights:
-            continue
-        parts = qkv_names(ours)
-        if parts is None:
-            out[hf_name(model.cfg.family, ours)] = tensor.clone()
-            continue
-        cfg = model.cfg
-        sizes = (cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim)
-        for name, part in zip(parts, tensor.split(sizes, dim=0)):
-            out[name] = part.contiguous().clone()
-    payload = save(out, metadata={"format": "pt"})
+    payload = save(hf_state_dict(model), metadata={"format": "pt"})
     atomic_write_bytes(folder / CONFIG_NAME, json.dumps(config, indent=2).encode("utf-8"))
     atomic_write_bytes(folder / WEIGHTS_NAME, payload)
     return folder

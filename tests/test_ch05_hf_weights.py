@@ -153,3 +153,35 @@ def test_a_bf16_folder_loads_in_either_dtype(tmp_path):
     assert kept.tok_emb.weight.dtype == (torch.bfloat16 if bf16_supported(torch.device("cpu")) else torch.float32)
     with torch.no_grad():
         torch.testing.assert_close(as_fp32(IDS), model.float()(IDS).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_the_text_model_of_a_multimodal_gemma3_folder_loads(tmp_path):
+    """Gemma 3 4B and up ship as Gemma3ForConditionalGeneration: a vision tower beside the language model."""
+    from safetensors.torch import load_file, save_file
+
+    text = {k: v for k, v in {**COMMON, **CASES["gemma3_text"][2]}.items() if k != "tie_word_embeddings"}
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                       image_token_index=96, boi_token_index=94, eoi_token_index=95)
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(0.0, 0.3 if "norm" in name else 0.15)
+    model.save_pretrained(tmp_path / "mm")
+    ids = IDS[:, :10] % 90  # text tokens only
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    ours = load_hf(tmp_path / "mm", dtype=torch.float32)
+    assert ours.cfg.family == "gemma3" and expected.abs().max() > 0.5
+    torch.testing.assert_close(ours(ids), expected, atol=1e-4, rtol=1e-4)
+    # the current naming (model.language_model.*, model.vision_tower.*) loads too
+    tensors = load_file(tmp_path / "mm" / "model.safetensors")
+    renamed = {("model." + k.replace("language_model.model.", "language_model.", 1)
+                if not k.startswith("lm_head") else k): v for k, v in tensors.items()}
+    assert any(k.startswith("model.language_model.layers.") for k in renamed)
+    (tmp_path / "new").mkdir()
+    save_file(renamed, tmp_path / "new" / "model.safetensors")
+    (tmp_path / "new" / "config.json").write_text((tmp_path / "mm" / "config.json").read_text())
+    torch.testing.assert_close(load_hf(tmp_path / "new", dtype=torch.float32)(ids), expected, atol=1e-4, rtol=1e-4)
