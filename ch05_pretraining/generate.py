@@ -32,25 +32,17 @@ from ch02_text.cli import (
     CliParser, add_device_argument, cli_errors, nonneg_float, nonneg_int, positive_int, probability_mass,
 )
 from ch02_text.common import UserInputError, pick_device, set_seed
+from ch02_text.text_stream import TextStream
 
-from .checkpoint import CheckpointError, load_model_file
-from .gpt2_weights import load_gpt2_safetensors
-from .hf_weights import load_hf
-from .previous_chapters import (
-    choose_tokenizer, decode_dtype, generate_batch, names_tokenizer, render_chat, tokenizer_from_dict,
-)
+from .engine.model_source import add_source_arguments, load_model as load_source
+from .previous_chapters import decode_dtype, generate_batch, render_chat
 from .sampling import SamplingSettings, generate, make_sampler
 from .tokens import text_to_token_ids, token_ids_to_text
 
 
 def build_parser():
     p = CliParser(prog="python -m ch05_pretraining.generate", description=__doc__)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint written by ch05_pretraining.train, or a model state dict (.pth)")
-    src.add_argument("--gpt2", metavar="SAFETENSORS",
-                     help="GPT-2 weights in Hugging Face's layout: model.safetensors or its folder")
-    src.add_argument("--hf", metavar="FOLDER",
-                     help="a Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json)")
+    add_source_arguments(p)
     p.add_argument("--prompt", action="append", default=None,
                    help="text to continue; give it several times to continue several prompts in one batch "
                         "(None: the checkpoint's --start-context, else 'Every effort moves you')")
@@ -58,11 +50,6 @@ def build_parser():
     p.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely tokens")
     p.add_argument("--top-p", type=probability_mass, default=None, help="nucleus sampling mass in (0, 1]")
-    p.add_argument("--n-heads", type=positive_int, default=None,
-                   help="head count of a bare state dict whose width is not a GPT-2 preset's")
-    p.add_argument("--tokenizer", default=None,
-                   help="for a bare state dict: gpt2 or a tokenizer .json file (None: gpt2); a checkpoint "
-                        "brings its own")
     p.add_argument("--seed", type=int, default=123, help="seed for sampling")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the tokenizer's end-of-text token")
     p.add_argument("--interactive", action="store_true", help="read prompts and commands from stdin")
@@ -76,50 +63,9 @@ def build_parser():
     return p
 
 
-DEFAULT_PROMPT = "Every effort moves you"
-
-
 def load_model(args, device):
-    """``(model, tokenizer, default prompt)`` of --checkpoint, --hf or --gpt2, the vocabulary checked against
-    the tokenizer.
-
-    A checkpoint carries its tokenizer (and its run's --start-context, the default prompt); a bare state
-    dict uses --tokenizer; GPT-2's weights GPT-2's; a model folder its tokenizer.json.
-    """
-    prompt = DEFAULT_PROMPT
-    if args.checkpoint:
-        model, ckpt = load_model_file(args.checkpoint, device=device, n_heads=args.n_heads)
-        source = f"--checkpoint '{args.checkpoint}'"
-        if "format" in ckpt and args.n_heads is not None:
-            raise UserInputError(f"--n-heads is read off a bare state dict; {source} stores its whole config: "
-                                 "leave --n-heads out")
-        prompt = (ckpt.get("run_options") or {}).get("start_context") or DEFAULT_PROMPT
-        if "format" in ckpt:  # a checkpoint of this project: its own tokenizer, whatever --tokenizer says
-            if args.tokenizer is not None and not names_tokenizer(args.tokenizer, tokenizer_from_dict(ckpt["tokenizer"])):
-                raise UserInputError(f"--tokenizer {args.tokenizer} is not the tokenizer {source} was trained "
-                                     "with (a checkpoint brings its own): leave --tokenizer out")
-            tokenizer = tokenizer_from_dict(ckpt["tokenizer"], source)
-        else:
-            if args.tokenizer == "char":
-                raise UserInputError(f"--tokenizer char is read off the training text, which the bare state dict "
-                                     f"{source} does not carry: generate from a checkpoint written by train (it "
-                                     "carries its tokenizer)")
-            tokenizer = choose_tokenizer(args.tokenizer or "gpt2")
-            if model.cfg.vocab_size != tokenizer.n_vocab:
-                raise CheckpointError(f"{source} has {model.cfg.vocab_size:,} token embeddings but the tokenizer "
-                                      f"has {tokenizer.n_vocab:,} ids: give the --tokenizer it was trained with")
-    elif args.hf:
-        source = f"--hf '{args.hf}'"
-        model = load_hf(args.hf, device=device)
-        tokenizer = choose_tokenizer(args.tokenizer or ("gpt2" if model.cfg.family == "gpt2" else args.hf))
-    else:
-        model = load_gpt2_safetensors(args.gpt2, device=device)
-        source = f"--gpt2 '{args.gpt2}'"
-        tokenizer = choose_tokenizer(args.tokenizer or "gpt2")
-    if model.cfg["vocab_size"] < tokenizer.n_vocab:
-        raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
-                              f"has {tokenizer.n_vocab:,} ids: it was not trained with this tokenizer")
-    return model.eval(), tokenizer, prompt
+    """``(model, tokenizer, default prompt)`` of --checkpoint, --hf or --gpt2 (see engine/model_source.py)."""
+    return load_source(args.checkpoint, args.gpt2, args.hf, args.tokenizer, args.n_heads, device)
 
 
 SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
@@ -191,20 +137,6 @@ class Session:
                 kind = "an integer" if SETTING_TYPES[name] is int else "a number"
                 raise UserInputError(f"{name} must be {kind}, got {value!r}") from None
         self.settings = dataclasses.replace(self.settings, **{name: parsed})  # checked by SamplingSettings
-
-
-class TextStream:
-    """Turns new token ids into new text, holding back a piece that ends inside a UTF-8 character."""
-
-    def __init__(self, tokenizer, write):
-        self.tokenizer, self.write, self.ids, self.shown = tokenizer, write, [], 0
-
-    def add(self, idx_next):
-        self.ids.append(int(idx_next[0, 0]))
-        text = self.tokenizer.decode(self.ids)
-        if not text.endswith("\ufffd"):
-            self.write(text[self.shown:])
-            self.shown = len(text)
 
 
 def handle(session: Session, line: str, out=print, write=None) -> bool:

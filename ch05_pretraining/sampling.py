@@ -81,20 +81,37 @@ def top_p_filter(logits, top_p):
     return torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
 
 
-def make_sampler(temperature=0.0, top_k=None, top_p=None):
-    """``pick_next(logits (b, vocab)) -> ids (b, 1)``: the book's order (top-k, temperature, sample)."""
+def next_token_probs(logits, temperature=0.0, top_k=None, top_p=None):
+    """The distribution ``make_sampler`` draws the next token from, for logits (b, vocab): the book's
+    order (top-k, temperature, then top-p); greedy (temperature 0) is all mass on the argmax.
+
+    >>> next_token_probs(torch.tensor([[1.0, 3.0, 2.0]]), temperature=1.0, top_k=2).round(decimals=4)
+    tensor([[0.0000, 0.7311, 0.2689]])
+    """
+    SamplingSettings(temperature, top_k, top_p)  # checks the values
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if temperature == 0.0:
+        greedy = torch.argmax(logits, dim=-1, keepdim=True)
+        return torch.zeros_like(logits).scatter_(-1, greedy, 1.0)
+    logits = logits / temperature
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return torch.softmax(logits, dim=-1)
+
+
+def make_sampler(temperature=0.0, top_k=None, top_p=None, generator=None):
+    """``pick_next(logits (b, vocab)) -> ids (b, 1)``: a draw from ``next_token_probs`` (with ``generator``, a
+    ``torch.Generator``, else PyTorch's global one), or the argmax when greedy."""
     SamplingSettings(temperature, top_k, top_p)  # checks the values
 
     def pick_next(logits):
-        if top_k is not None:
-            logits = top_k_filter(logits, top_k)
-        if temperature > 0.0:
-            logits = logits / temperature
-            if top_p is not None:
-                logits = top_p_filter(logits, top_p)
-            probs = torch.softmax(logits, dim=-1)
-            return torch.multinomial(probs, num_samples=1)
-        return torch.argmax(logits, dim=-1, keepdim=True)
+        if temperature == 0.0:
+            if top_k is not None:
+                logits = top_k_filter(logits, top_k)
+            return torch.argmax(logits, dim=-1, keepdim=True)
+        probs = next_token_probs(logits, temperature, top_k, top_p)
+        return torch.multinomial(probs, num_samples=1, generator=generator)
 
     return pick_next
 

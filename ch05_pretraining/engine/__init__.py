@@ -1,4 +1,5 @@
-"""The engine behind chapter 5's command lines (``train``, ``prepare``, ``ladder``), beyond the book.
+"""The engine behind chapter 5's command lines (``train``, ``prepare``, ``ladder``, ``generate``, ``explore``),
+beyond the book.
 
 The book's own modules stay one level up (``loss``, ``book_loop``, ``sampling``, ``checkpoint``,
 ``gpt2_weights``); what a reader of the book does not need to follow the chapter lives here:
@@ -8,4 +9,6 @@ The book's own modules stay one level up (``loss``, ``book_loop``, ``sampling``,
 - ``runtime``: where training runs (bf16, threads, glibc's heap, joining a torchrun job).
 - ``sharding``: FSDP, parameters, gradients and AdamW state split over processes.
 - ``token_data``: token files streamed through ``numpy.memmap``.
+- ``model_source``: a model to run, from a checkpoint, a state dict, GPT-2's weights or a Hugging Face folder,
+  with its tokenizer.
 """

@@ -1,0 +1,85 @@
+"""Where a model to run comes from: a checkpoint of this project, a bare state dict, GPT-2's weights or a
+Hugging Face folder, with its tokenizer; shared by ``generate`` and ``explore``.
+
+Unlike ``checkpoint.load_model_file`` (weights only): the model arrives with the tokenizer it was trained
+with, checked against its vocabulary, and the prompt its run started from (``--start-context``).
+
+>>> # model, tokenizer, prompt = load_model(checkpoint="checkpoints/model.pt")
+"""
+
+from __future__ import annotations
+
+from ch02_text.cli import positive_int
+from ch02_text.common import UserInputError
+
+from ..checkpoint import CheckpointError, load_model_file
+from ..gpt2_weights import load_gpt2_safetensors
+from ..hf_weights import load_hf
+from ..previous_chapters import choose_tokenizer, names_tokenizer, tokenizer_from_dict
+
+DEFAULT_PROMPT = "Every effort moves you"
+
+
+def add_source_arguments(parser) -> None:
+    """--checkpoint | --gpt2 | --hf (one of them), and --n-heads / --tokenizer for a bare state dict."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint written by ch05_pretraining.train, or a model state dict (.pth)")
+    src.add_argument("--gpt2", metavar="SAFETENSORS",
+                     help="GPT-2 weights in Hugging Face's layout: model.safetensors or its folder")
+    src.add_argument("--hf", metavar="FOLDER",
+                     help="a Hugging Face model folder (config.json, model.safetensors or shards, tokenizer.json)")
+    parser.add_argument("--n-heads", type=positive_int, default=None,
+                        help="head count of a bare state dict whose width is not a GPT-2 preset's")
+    parser.add_argument("--tokenizer", default=None,
+                        help="for a bare state dict: gpt2 or a tokenizer .json file (None: gpt2); a checkpoint "
+                             "brings its own")
+
+
+def load_model(checkpoint=None, gpt2=None, hf=None, tokenizer=None, n_heads=None, device="cpu"):
+    """``(model in eval mode, tokenizer, default prompt)`` of one source, the vocabulary checked against the
+    tokenizer. A checkpoint carries its tokenizer and its run's --start-context; a bare state dict uses
+    ``tokenizer``; GPT-2's weights GPT-2's; a model folder its tokenizer.json."""
+    prompt = DEFAULT_PROMPT
+    if checkpoint:
+        model, ckpt = load_model_file(checkpoint, device=device, n_heads=n_heads)
+        source = f"--checkpoint '{checkpoint}'"
+        if "format" in ckpt:
+            if n_heads is not None:
+                raise UserInputError(f"--n-heads is read off a bare state dict; {source} stores its whole config: "
+                                     "leave --n-heads out")
+            prompt = (ckpt.get("run_options") or {}).get("start_context") or DEFAULT_PROMPT
+            tok = _checkpoint_tokenizer(ckpt, tokenizer, source)
+        else:
+            tok = _state_dict_tokenizer(model, tokenizer, source)
+    elif hf:
+        source = f"--hf '{hf}'"
+        model = load_hf(hf, device=device)
+        tok = choose_tokenizer(tokenizer or ("gpt2" if model.cfg.family == "gpt2" else hf))
+    else:
+        model = load_gpt2_safetensors(gpt2, device=device)
+        source = f"--gpt2 '{gpt2}'"
+        tok = choose_tokenizer(tokenizer or "gpt2")
+    if model.cfg["vocab_size"] < tok.n_vocab:
+        raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
+                              f"has {tok.n_vocab:,} ids: it was not trained with this tokenizer")
+    return model.eval(), tok, prompt
+
+
+def _checkpoint_tokenizer(ckpt, name, source):
+    """A checkpoint of this project brings its own tokenizer, whatever --tokenizer says."""
+    tok = tokenizer_from_dict(ckpt["tokenizer"], source)
+    if name is not None and not names_tokenizer(name, tok):
+        raise UserInputError(f"--tokenizer {name} is not the tokenizer {source} was trained with (a checkpoint "
+                             "brings its own): leave --tokenizer out")
+    return tok
+
+
+def _state_dict_tokenizer(model, name, source):
+    if name == "char":
+        raise UserInputError(f"--tokenizer char is read off the training text, which the bare state dict {source} "
+                             "does not carry: generate from a checkpoint written by train (it carries its tokenizer)")
+    tok = choose_tokenizer(name or "gpt2")
+    if model.cfg.vocab_size != tok.n_vocab:
+        raise CheckpointError(f"{source} has {model.cfg.vocab_size:,} token embeddings but the tokenizer has "
+                              f"{tok.n_vocab:,} ids: give the --tokenizer it was trained with")
+    return tok
