@@ -67,6 +67,9 @@ class CharTokenizer:
                 start = match.end()
         return ids + self.encode_ordinary(text[start:])
 
+    def token_bytes(self, i: int) -> bytes:
+        return self.decode([i]).encode("utf-8")
+
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
 

@@ -19,7 +19,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from .bpe import read_json_file
+from .bpe import CHAR_TO_BYTE, read_json_file
 from .common import UserInputError
 
 FORMAT = "hf-tokenizers"  # the stored form: tokenizer.json and tokenizer_config.json, whole
@@ -42,6 +42,8 @@ class HFTokenizer:
         self.special_tokens = {t.content: i for i, t in added.items() if t.special}
         self.chat_template = self.config.get("chat_template")
         self.bos_token, self.eos_token = (_token_text(self.config.get(k)) for k in ("bos_token", "eos_token"))
+        decoder = json.loads(tokenizer_json).get("decoder") or {}
+        self.byte_level = "ByteLevel" in [decoder.get("type")] + [d.get("type") for d in decoder.get("decoders", [])]
 
     @classmethod
     def from_folder(cls, folder) -> "HFTokenizer":
@@ -89,6 +91,16 @@ class HFTokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """tiktoken's name for encoding a document (prepare): its special tokens are taken as written."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def token_bytes(self, i: int) -> bytes:
+        """The bytes of one token: a byte-level vocabulary's piece (Llama 3, Qwen3) through GPT-2's byte map, else
+        its decoded text (a SentencePiece vocabulary's, Gemma's)."""
+        piece = self.tokenizer.id_to_token(i)
+        if piece is None:
+            raise ValueError(f"token id {i} is not in the vocabulary (size {self.n_vocab})")
+        if i not in self.special_tokens.values() and self.byte_level and all(c in CHAR_TO_BYTE for c in piece):
+            return bytes(CHAR_TO_BYTE[c] for c in piece)
+        return self.decode([i]).encode("utf-8")
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)

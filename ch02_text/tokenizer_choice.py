@@ -74,6 +74,17 @@ def names_tokenizer(name: str, tok) -> bool:
     return tokenizer_to_dict(tok) == tokenizer_to_dict(choose_tokenizer(name))
 
 
+def token_bytes(tok, i: int) -> bytes:
+    """The bytes behind one token id, whichever tokenizer (a byte-level token may be part of a character).
+
+    >>> token_bytes(choose_tokenizer("char", text="né"), 1)
+    b'\\xc3\\xa9'
+    """
+    if hasattr(tok, "decode_single_token_bytes"):  # tiktoken
+        return tok.decode_single_token_bytes(i)
+    return tok.token_bytes(i)
+
+
 def describe(tok) -> str:
     """One line for logs: which tokenizer, how many ids."""
     if isinstance(tok, CharTokenizer):

@@ -67,6 +67,16 @@ def test_ids_equal_transformers_tokenizer(folder):
         ours.encode(TEXTS[4])  # as tiktoken: a special token in plain text must be allowed
 
 
+def test_token_bytes_join_into_the_texts_utf8(folder):
+    """The explorer's hover shows each token's bytes; a CJK character split over tokens has part of its bytes each."""
+    from ch02_text.tokenizer_choice import token_bytes
+
+    ours = HFTokenizer.from_folder(folder)
+    for text in TEXTS:
+        ids = ours.encode(text, allowed_special="all")
+        assert b"".join(token_bytes(ours, i) for i in ids) == text.encode("utf-8"), text
+
+
 def test_chat_template_renders_as_transformers(folder):
     theirs = transformers.AutoTokenizer.from_pretrained(folder)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
