@@ -63,6 +63,11 @@ def fraction(text):
     return _number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def port_number(text):
+    """A TCP port to serve on; 0 lets the system pick a free one."""
+    return _number(int, text, lambda v: 0 <= v <= 65535, "a port number from 0 to 65535 (0: any free port)")
+
+
 def probability_mass(text):
     """Top-p: in (0, 1]."""
     return _number(float, text, lambda v: 0 < v <= 1, "a number in (0, 1]")

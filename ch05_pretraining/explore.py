@@ -1,0 +1,83 @@
+"""python -m ch05_pretraining.explore: look inside your own model in the browser.
+
+    python -m ch05_pretraining.explore --checkpoint checkpoints/model.pt
+    python -m ch05_pretraining.explore --checkpoint checkpoints/model.pth --open     # the walk-through's model
+    python -m ch05_pretraining.explore --gpt2 data/gpt2-small-124M.safetensors --port 0
+    python -m ch05_pretraining.explore --hf models/Qwen3-0.6B
+
+Serves one page on this computer (nothing is fetched from anywhere else, so it works offline): the prompt's
+tokens with their ids and bytes, the attention weights of a chosen layer and head as a heatmap (or their
+average over heads), the KV-cache bytes the prompt takes, the next-token distribution as bars that follow
+temperature, top-k and top-p exactly as generate samples, and generation streamed token by token (greedy at
+temperature 0, seeded). The page's state is in its address: copy it to share or reload a view.
+Ctrl-C stops the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+import webbrowser
+
+from ch02_text.cli import CliParser, add_device_argument, cli_errors, port_number
+from ch02_text.common import UserInputError, pick_device
+
+from .engine.explorer import Explorer, make_server
+from .engine.model_source import add_source_arguments, load_model
+from .previous_chapters import decode_dtype
+
+
+def build_parser():
+    p = CliParser(prog="python -m ch05_pretraining.explore", description=__doc__)
+    add_source_arguments(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on: 127.0.0.1 is this computer only; 0.0.0.0 opens it to your network")
+    p.add_argument("--port", type=port_number, default=8000, help="port to serve on; 0 = any free port")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="weights while exploring: auto = bfloat16 where the processor has bf16, else float32")
+    add_device_argument(p)
+    return p
+
+
+def bind(host: str, port: int):
+    """The server's socket, bound before the model loads: a port in use is found at once."""
+    try:
+        return make_server(None, host, port)
+    except socket.gaierror:
+        raise UserInputError(f"--host {host!r} is not an address of this computer: use 127.0.0.1") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserInputError(f"--port {port} is in use on {host}: give another --port, or --port 0 for any "
+                                 "free one") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise UserInputError(f"--port {port} needs administrator rights: use a port above 1023") from None
+        raise UserInputError(f"cannot serve on --host {host} --port {port} ({exc.strerror or exc}): use "
+                             "127.0.0.1 and another port") from None
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    with cli_errors():
+        device = pick_device(args.device)
+        dtype = decode_dtype(device, args.dtype)
+        server = bind(args.host, args.port)
+        try:
+            model, tokenizer, prompt = load_model(args.checkpoint, args.gpt2, args.hf, args.tokenizer,
+                                                  args.n_heads, device)
+            source = args.checkpoint or args.gpt2 or args.hf
+            server.RequestHandlerClass.explorer = Explorer(model.to(dtype), tokenizer, prompt, source)
+            host, port = server.server_address[:2]
+            url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+            print(f"serving on {url}", flush=True)
+            if args.open:
+                webbrowser.open(url)
+            server.serve_forever(poll_interval=0.25)
+        finally:
+            server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

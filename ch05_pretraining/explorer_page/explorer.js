@@ -1,0 +1,374 @@
+// The explorer page: every number comes from the server that serves this file (nothing from any other host).
+// State lives in the address (?prompt=...&layer=...&head=...&temperature=...&top_k=...&top_p=...), so a view
+// can be shared or reloaded. Stable hooks for tests: see the README ("The explorer page").
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const SVG = "http://www.w3.org/2000/svg";
+let info = null;                  // /api/info: the model's sizes
+let analysing = null;             // AbortController of the analysis in flight
+let generating = null;            // AbortController of the generation in flight
+let lastTokens = [];              // the pieces the heatmap labels
+let promptTimer = null, sliderTimer = null;
+
+// -- alerts ------------------------------------------------------------------------------------------
+function show(id, message) { const el = $(id); el.textContent = message; el.hidden = !message; }
+const showError = (message) => show("#error", message);
+
+// -- the address ---------------------------------------------------------------------------------------
+function number(params, name, low, high, integer, problems) {
+  if (!params.has(name) || params.get(name) === "" || params.get(name) === "none") return null;
+  const raw = params.get(name), value = Number(raw);
+  if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < low || value > high) {
+    problems.push(`${name}=${raw} (it takes ${integer ? "an integer" : "a number"} from ${low} to ${high})`);
+    return null;
+  }
+  return value;
+}
+
+function readAddress() {
+  const params = new URLSearchParams(location.search), problems = [];
+  $("#prompt").value = params.has("prompt") ? params.get("prompt") : info.default_prompt;
+  const layer = number(params, "layer", 0, Math.max(info.n_layers - 1, 0), true, problems);
+  if (layer !== null) $("#layer").value = String(layer);
+  if (params.has("head") && params.get("head") !== "avg") {
+    const head = number(params, "head", 0, Math.max(info.n_heads - 1, 0), true, problems);
+    if (head !== null) $("#head").value = String(head);
+  } else if (params.get("head") === "avg") $("#head").value = "avg";
+  const temperature = number(params, "temperature", 0, Number($("#temperature").max), false, problems);
+  if (temperature !== null) $("#temperature").value = String(temperature);
+  const topK = number(params, "top_k", 1, Number($("#top-k").max), true, problems);
+  if (topK !== null) $("#top-k").value = String(topK);
+  const topP = number(params, "top_p", 0.01, 1, false, problems);
+  if (topP !== null) $("#top-p").value = String(topP);
+  const maxNew = number(params, "max_new_tokens", 0, Number($("#max-new-tokens").max), true, problems);
+  if (maxNew !== null) $("#max-new-tokens").value = String(maxNew);
+  const seed = number(params, "seed", 0, Number.MAX_SAFE_INTEGER, true, problems);
+  if (seed !== null) $("#seed").value = String(seed);
+  show("#notice", problems.length ? `The address has ${problems.join(" and ")}: the page shows its default ` +
+    "there instead." : "");
+}
+
+function sampling() {
+  const out = { temperature: $("#temperature").value };
+  if (Number($("#top-k").value) > 0) out.top_k = $("#top-k").value;
+  if (Number($("#top-p").value) < 1) out.top_p = $("#top-p").value;
+  return out;
+}
+
+function writeAddress() {
+  const params = new URLSearchParams({ prompt: $("#prompt").value, layer: $("#layer").value,
+    head: $("#head").value, ...sampling(), max_new_tokens: $("#max-new-tokens").value, seed: $("#seed").value });
+  history.replaceState(null, "", "?" + params.toString());
+}
+
+function showSliders() {
+  const t = Number($("#temperature").value), k = Number($("#top-k").value), p = Number($("#top-p").value);
+  $("#temperature-value").textContent = t === 0 ? "0 (greedy)" : t.toFixed(2);
+  $("#top-k-value").textContent = k > 0 ? String(k) : "off";
+  $("#top-p-value").textContent = p < 1 ? p.toFixed(2) : "off";
+  $("#next-what").textContent = t === 0 ? "greedy: all the mass on the most likely token"
+    : `what generate samples from at these settings`;
+}
+
+// -- requests ------------------------------------------------------------------------------------------
+async function getJSON(path, params, signal) {
+  let response;
+  try {
+    response = await fetch(`${path}?${new URLSearchParams(params)}`, { signal });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new Error("The explorer's server does not answer: is python -m ch05_pretraining.explore still running?");
+  }
+  const data = await response.json().catch(() => ({ error: `The server answered ${response.status}.` }));
+  if (!response.ok) throw new Error(data.error || `The server answered ${response.status}.`);
+  return data;
+}
+
+async function analyse() {
+  const prompt = $("#prompt").value;
+  if (analysing) analysing.abort();
+  if (!prompt.trim()) {
+    showError("The prompt is empty: type some text to see its tokens, attention and next token.");
+    return false;
+  }
+  const controller = analysing = new AbortController();
+  try {
+    const data = await getJSON("/api/analyse", { prompt, layer: $("#layer").value, head: $("#head").value,
+      ...sampling(), n: 20 }, controller.signal);
+    showError("");
+    drawTokens(data);
+    drawAttention(data);
+    drawBars(data.next);
+    return true;
+  } catch (error) {
+    if (error.name !== "AbortError") showError(error.message);
+    return false;
+  } finally {
+    if (analysing === controller) analysing = null;
+  }
+}
+
+async function updateBars() {
+  const prompt = $("#prompt").value;
+  if (!prompt.trim()) return;
+  try {
+    drawBars((await getJSON("/api/next", { prompt, ...sampling(), n: 20 })).next);
+    showError("");
+  } catch (error) { showError(error.message); }
+}
+
+// -- drawing -------------------------------------------------------------------------------------------
+function pieceColour(i) { return `hsl(${(i * 47) % 360}, 70%, 88%)`; }
+
+function drawTokens(data) {
+  const box = $("#tokens");
+  box.replaceChildren();
+  lastTokens = data.tokens.slice(data.seen_from);
+  data.tokens.forEach((token, i) => {
+    const piece = document.createElement("span");
+    piece.className = "piece" + (i < data.seen_from ? " unseen" : "");
+    piece.dataset.tokenId = String(token.id);
+    piece.textContent = token.text;
+    piece.title = `id ${token.id} · bytes ${token.bytes}`;
+    piece.style.background = pieceColour(i);
+    box.append(piece);
+  });
+  $("#token-count").textContent = `${data.n_tokens} token${data.n_tokens === 1 ? "" : "s"} of a context of ` +
+    `${data.context_length}`;
+  show("#cropped", data.seen_from > 0 ? `The prompt has ${data.n_tokens} tokens but the model's context is ` +
+    `${data.context_length}: it sees the last ${data.context_length} (the faded pieces are cropped), and the ` +
+    "attention and next token are those of that window." : "");
+  const kv = data.kv_cache_bytes;
+  $("#kv-cache").textContent = kv === null ? "this model keeps no KV cache"
+    : `KV cache for these ${data.n_tokens - data.seen_from} tokens: ${formatBytes(kv)} (${info.dtype})`;
+}
+
+function formatBytes(n) {
+  const units = ["bytes", "KB", "MB", "GB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+function heat(weight) {  // white to deep blue; the square root lifts small weights into view
+  const t = Math.sqrt(Math.max(0, Math.min(1, weight)));
+  const mix = (a, b) => Math.round(a + (b - a) * t);
+  return `rgb(${mix(255, 20)}, ${mix(255, 60)}, ${mix(255, 160)})`;
+}
+
+function drawAttention(data) {
+  const box = $("#heatmap");
+  box.replaceChildren();
+  const note = (text) => { const p = document.createElement("p"); p.className = "hint"; p.textContent = text;
+    box.append(p); };
+  if (!info.has_attention) return note("This model has no attention (a count model or the n-gram MLP): " +
+    "nothing to show here. The next-token bars below still work.");
+  const att = data.attention;
+  if (att.too_long) return note(`The heatmap draws windows of up to ${info.heatmap_max} tokens; this one has ` +
+    `${data.n_tokens - data.seen_from}. Shorten the prompt to see it.`);
+  const w = att.weights, n = w.length, cell = Math.max(4, Math.min(28, Math.floor(560 / n)));
+  const labels = n <= 40, pad = labels ? 90 : 4;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", pad + n * cell + 4);
+  svg.setAttribute("height", pad + n * cell + 4);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `attention weights of layer ${att.layer}, head ${att.head}`);
+  for (let i = 0; i < n; i += 1) {
+    for (let j = 0; j < n; j += 1) {
+      const rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("x", pad + j * cell);
+      rect.setAttribute("y", pad + i * cell);
+      rect.setAttribute("width", cell);
+      rect.setAttribute("height", cell);
+      rect.setAttribute("fill", heat(w[i][j]));
+      rect.dataset.row = String(i);
+      rect.dataset.col = String(j);
+      rect.dataset.weight = String(w[i][j]);
+      svg.append(rect);
+    }
+    if (labels) {
+      svg.append(label(pad - 4, pad + i * cell + cell * 0.7, lastTokens[i].text, "end"));
+      const top = label(pad + i * cell + cell * 0.7, pad - 4, lastTokens[i].text, "start");
+      top.setAttribute("transform", `rotate(-90 ${pad + i * cell + cell * 0.7} ${pad - 4})`);
+      svg.append(top);
+    }
+  }
+  svg.addEventListener("mouseover", (event) => {
+    const d = event.target.dataset;
+    if (d.row === undefined) return;
+    const q = lastTokens[Number(d.row)], k = lastTokens[Number(d.col)];
+    $("#heat-hover").textContent = `query ${d.row} ${JSON.stringify(q.text)} → key ${d.col} ` +
+      `${JSON.stringify(k.text)}: ${Number(d.weight).toFixed(4)}`;
+  });
+  box.append(svg);
+}
+
+function label(x, y, text, anchor) {
+  const el = document.createElementNS(SVG, "text");
+  el.setAttribute("x", x);
+  el.setAttribute("y", y);
+  el.setAttribute("text-anchor", anchor);
+  el.textContent = JSON.stringify(text).slice(1, -1).slice(0, 12);
+  return el;
+}
+
+function drawBars(next) {
+  const box = $("#bars");
+  box.replaceChildren();
+  const top = next.length ? next[0].p : 1;
+  for (const choice of next) {
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.dataset.tokenId = String(choice.id);
+    row.dataset.p = String(choice.p);
+    const name = document.createElement("span");
+    name.className = "bar-token";
+    name.textContent = JSON.stringify(choice.text);
+    name.title = `id ${choice.id}`;
+    const track = document.createElement("span");
+    track.className = "bar-track";
+    const fill = document.createElement("span");
+    fill.className = "bar-fill";
+    fill.style.display = "block";
+    fill.style.width = `${(100 * choice.p / top).toFixed(2)}%`;
+    track.append(fill);
+    const p = document.createElement("span");
+    p.className = "bar-p";
+    p.textContent = `${(100 * choice.p).toFixed(2)}%`;
+    row.append(name, track, p);
+    box.append(row);
+  }
+}
+
+// -- generation ----------------------------------------------------------------------------------------
+function stop() {
+  if (!generating) return;
+  generating.abort();
+  generating = null;
+  $("#output").dataset.done = "true";
+  $("#gen-status").textContent = "stopped";
+}
+
+async function generate() {
+  stop();
+  writeAddress();
+  if (!(await analyse())) return;
+  const out = $("#output"), controller = generating = new AbortController();
+  const echo = document.createElement("span"), text = document.createElement("span");
+  echo.className = "prompt-echo";
+  echo.textContent = $("#prompt").value;
+  text.className = "generated";
+  out.replaceChildren(echo, text);
+  out.dataset.done = "false";
+  let count = 0;
+  $("#gen-status").textContent = "generating…";
+  try {
+    const params = { prompt: $("#prompt").value, ...sampling(), max_new_tokens: $("#max-new-tokens").value,
+      seed: $("#seed").value, stop_at_eos: $("#stop-at-eos").checked ? "1" : "0" };
+    const response = await fetch(`/api/generate?${new URLSearchParams(params)}`, { signal: controller.signal });
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      throw new Error(data.error || `The server answered ${response.status}.`);
+    }
+    const reader = response.body.getReader(), decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event.name === "token") {
+          text.append(event.data.text);
+          count += 1;
+          $("#gen-status").textContent = `generating… ${count} tokens`;
+        } else if (event.name === "done") {
+          $("#gen-status").textContent = `done: ${count} tokens` +
+            (event.data.reason === "eos" ? " (end of text)" : "");
+        } else if (event.name === "failed") {
+          showError(event.data.error);
+        }
+      }
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") showError(error.name === "TypeError"
+      ? "The explorer's server does not answer: is python -m ch05_pretraining.explore still running?"
+      : error.message);
+  } finally {
+    if (generating === controller) {
+      generating = null;
+      out.dataset.done = "true";
+    }
+  }
+}
+
+function parseEvent(block) {
+  const event = { name: "message", data: {} };
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event: ")) event.name = line.slice(7);
+    else if (line.startsWith("data: ")) event.data = JSON.parse(line.slice(6));
+  }
+  return event;
+}
+
+// -- start ---------------------------------------------------------------------------------------------
+function fillSelect(select, values) {
+  select.replaceChildren(...values.map(([value, text]) => {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = text;
+    return option;
+  }));
+}
+
+function describe(i) {
+  const family = i.family ? `${i.family}, ` : "";
+  return `${i.source} — ${family}${(i.params / 1e6).toFixed(1)}M parameters, ${i.n_layers} attention layers × ` +
+    `${i.n_heads} heads, context ${i.context_length}, ${i.n_vocab.toLocaleString()} token ids, ${i.dtype}`;
+}
+
+async function start() {
+  try {
+    info = await getJSON("/api/info", {});
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  $("#model-info").textContent = describe(info);
+  const layers = Array.from({ length: Math.max(info.n_layers, 1) }, (_, i) => [String(i), String(i)]);
+  const heads = Array.from({ length: Math.max(info.n_heads, 1) }, (_, i) => [String(i), String(i)]);
+  fillSelect($("#layer"), layers);
+  fillSelect($("#head"), [...heads, ["avg", "average"]]);
+  $("#top-k").max = String(Math.min(info.n_vocab, 200));
+  $("#max-new-tokens").max = String(Math.min(info.max_new_tokens, 1000));
+  readAddress();
+  showSliders();
+  writeAddress();
+  $("#prompt").addEventListener("input", () => {
+    clearTimeout(promptTimer);
+    promptTimer = setTimeout(() => { writeAddress(); analyse(); }, 250);
+  });
+  for (const id of ["#layer", "#head"]) {
+    $(id).addEventListener("change", () => { writeAddress(); analyse(); });
+  }
+  for (const id of ["#temperature", "#top-k", "#top-p"]) {
+    $(id).addEventListener("input", () => {
+      showSliders();
+      writeAddress();
+      clearTimeout(sliderTimer);
+      sliderTimer = setTimeout(updateBars, 60);
+    });
+  }
+  for (const id of ["#max-new-tokens", "#seed"]) $(id).addEventListener("change", writeAddress);
+  $("#generate").addEventListener("click", generate);
+  $("#stop").addEventListener("click", stop);
+  $("#prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) generate();
+  });
+  analyse();
+}
+
+start();
