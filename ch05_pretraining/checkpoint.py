@@ -2,7 +2,7 @@
 
 What this adds over the book's ``torch.save(model.state_dict(), "model.pth")``: one
 file holding everything needed to resume bit for bit (model, optimizer, config,
-step, epoch, RNG states, tokenizer name, trainer state), written through a temp file
+step, epoch, the trainer's RNG states, tokenizer, trainer state), written through a temp file
 and a rename so a crash never leaves half a checkpoint, and loaded with
 ``weights_only=True`` so a checkpoint cannot run code.
 
@@ -12,7 +12,6 @@ and a rename so a crash never leaves half a checkpoint, and loaded with
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import torch
@@ -28,25 +27,6 @@ VERSION = 1
 
 class CheckpointError(UserInputError):
     """A checkpoint that is missing, damaged, of another format, or for another model."""
-
-
-def rng_state(dropout: torch.Generator | None = None) -> dict:
-    """The global generators' states, and ``dropout``'s (a model's own dropout generator) if given."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if dropout is not None:
-        state["dropout"] = dropout.get_state()
-    return state
-
-
-def set_rng_state(state: dict, dropout: torch.Generator | None = None) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if dropout is not None and "dropout" in state:
-        dropout.set_state(state["dropout"])
 
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,
@@ -68,7 +48,7 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
             None if optimizer is None else optimizer.state_dict()),
         "step": int(step),
         "epoch": int(epoch),
-        "rng": rng_state() if rng is None else rng,
+        "rng": rng,  # the trainer's RNG snapshot (engine/trainer.py's rng_state), if any
         "tokenizer": tokenizer or {"format": "gpt2"},  # the tokenizer itself (tokenizer_to_dict)
         "trainer_state": trainer_state or {},
         "run_options": run_options or {},
@@ -157,9 +137,14 @@ def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> N
         check_state_dict_fits(model, state, source)
         model.load_state_dict(state)
     if optimizer is not None:
-        if ckpt["optimizer"] is None:
-            raise CheckpointError(f"{source} holds no optimizer state: it cannot resume training")
-        optimizer.load_state_dict(by_index(model, ckpt["optimizer"]))
+        optimizer.load_state_dict(by_index(model, optimizer_state(ckpt, source)))
+
+
+def optimizer_state(ckpt, source="checkpoint") -> dict:
+    """The checkpoint's optimizer state; a checkpoint without one cannot resume training."""
+    if ckpt["optimizer"] is None:
+        raise CheckpointError(f"{source} holds no optimizer state: it cannot resume training")
+    return ckpt["optimizer"]
 
 
 def by_index(model, optimizer_state: dict) -> dict:

@@ -32,13 +32,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import math
 import sys
 import time
 from pathlib import Path
-
-STARTED = [time.perf_counter()]  # before torch is imported: the first run's --breakdown counts the imports too
 
 import torch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -53,13 +50,14 @@ from ch02_text.common import (
 )
 
 from .book_loop import plot_losses
-from .checkpoint import CheckpointError, apply_checkpoint, checkpoint_impl, read_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint
 from .previous_chapters import (
     ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
     init_gpt2_weights, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout, validate_config,
 )
-from .engine.runtime import Runtime, finish_distributed, init_distributed
-from .engine.sharding import full_state, load_optimizer_state, shard
+from .engine.resume import merge_resume_options, restore
+from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
+from .engine.sharding import full_state, shard
 from .engine.token_data import load_datasets
 from .hf_weights import load_hf
 from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer
@@ -67,15 +65,6 @@ from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, Tra
 DEFAULT_OUT = "checkpoints/model.pt"
 DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)
 START_PRESET = {**SMALLEST, "gpt1": "gpt2-small"}  # --arch -> the preset it starts from (GPT-1: GPT-2 small's sizes)
-# On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
-FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "init_from", "arch", "preset", "context_length", "emb_dim", "n_layers",
-                   "n_heads", "n_kv_heads", "sliding_window", "n_experts", "experts_per_token", "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
-                   "seed")
-# These may be changed on --resume (the change is reported); not given, the saved value is used.
-SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
-                    "min_lr", "grad_clip", "eval_freq", "eval_iter", "start_context", "no_amp", "save_every",
-                    "keep_best")
-
 
 def build_parser():
     p = CliParser(prog="python -m ch05_pretraining.train", description=__doc__)
@@ -191,12 +180,19 @@ def add_run_options(p):
                      help="torch.compile the model (opt-in: measured slower on CPU here, see bench/README.md)")
 
 
+class GivenOnly(argparse.Namespace):
+    """A namespace in which every option already seems set, so argparse fills in no defaults: parsed into it,
+    the command line leaves only the options it gives."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # argparse's own bookkeeping (unrecognised arguments), dunders
+            raise AttributeError(name)
+        return None
+
+
 def explicit_options(parser, argv) -> dict:
     """The options given on the command line (not their defaults), by destination name."""
-    probe = copy.deepcopy(parser)
-    for action in probe._actions:
-        action.default = argparse.SUPPRESS
-    return vars(probe.parse_args(argv))
+    return vars(parser.parse_args(argv, namespace=GivenOnly()))
 
 
 def plural(n: int, word: str) -> str:
@@ -206,36 +202,6 @@ def plural(n: int, word: str) -> str:
     ('1 batch', '3 windows')
     """
     return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("ch") else f"{n} {word}s"
-
-
-# -- resume -------------------------------------------------------------------------------
-def merge_resume_options(args, explicit: dict, ckpt: dict, path) -> list[str]:
-    """Take the saved run's options where none was given; refuse changes to model and data order.
-
-    Returns the schedule changes, as lines to report.
-    """
-    saved = ckpt.get("run_options") or {}
-    cfg = ckpt["config"]  # what older checkpoints, without run_options, are checked against
-    cfg_values = {k: cfg[k] for k in ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "tie_weights")}
-    cfg_values.update(book=checkpoint_impl(ckpt) == "book", arch=validate_config(cfg).family)
-    for name in FIXED_ON_RESUME:
-        have = saved.get(name, cfg_values.get(name))
-        if name in explicit and have is not None and explicit[name] != have:
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(
-                f"{flag} {explicit[name]} differs from the checkpoint's {have} ('{path}'): leave {flag} out to "
-                "continue the saved run, or train a new one with another --out")
-        if name in saved:
-            setattr(args, name, saved[name])
-    changes = []
-    for name in SCHEDULE_OPTIONS:
-        if name not in saved:
-            continue
-        if name in explicit and explicit[name] != saved[name]:
-            changes.append(f"--{name.replace('_', '-')}: {saved[name]} -> {explicit[name]}")
-        elif name not in explicit:
-            setattr(args, name, saved[name])
-    return changes
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -305,25 +271,28 @@ def best_path(out: Path) -> Path:
 
 
 def main(argv=None):
+    # a command line's --breakdown counts Python's start and the imports; a call from Python starts here
+    since = seconds_since_process_start() if argv is None else None
+    started = time.perf_counter() - (since or 0.0)
     parser = build_parser()
     args = parser.parse_args(argv)
     explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
     with cli_errors():
         completed = False
         try:
-            state = run(args, explicit)
+            state = run(args, explicit, started)
             completed = True
             return state
         finally:
             finish_distributed(completed)
 
 
-def run(args, explicit=None):
+def run(args, explicit=None, started=None):
     explicit = {} if explicit is None else explicit
     if "epochs" in explicit and ("max_steps" in explicit or "max_tokens" in explicit):
         raise UserInputError("--epochs and --max-steps/--max-tokens both set the budget: give one of them")
     device = pick_device(args.device)
-    started = STARTED.pop() if STARTED else time.perf_counter()  # a later run in this process: from now
+    started = time.perf_counter() if started is None else started
     clock = PhaseClock(device, start=started) if args.breakdown else None
     timed = clock.phase if clock else (lambda name: contextlib.nullcontext())
     if clock:
@@ -331,7 +300,8 @@ def run(args, explicit=None):
     resume, changes = None, []
     if args.resume:
         resume = read_checkpoint(args.resume, map_location=device)
-        changes = merge_resume_options(args, explicit, resume, args.resume)
+        options, changes = merge_resume_options(vars(args), explicit, resume, args.resume)
+        args = argparse.Namespace(**options)
     runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, own_dropout=args.own_dropout)
     # tokens per window: the option (restored on resume), or the model's context for checkpoints without options
     context_length = resume["config"]["context_length"] if resume is not None and not resume.get("run_options") \
@@ -365,12 +335,14 @@ def run(args, explicit=None):
 
     with timed("start-up: building the model"):
         model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)
-    state = restore(resume, model, optimizer, args, settings) if resume is not None else None
+    state = None if resume is None else restore(
+        resume, model, optimizer, settings, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay,
+        epochs=args.epochs, source=f"checkpoint '{args.resume}'")
 
     model_for_training = wrap_model(model, device, rank, world_size, args)
-    if rank != 0 and not args.fsdp:
-        return _train_worker(model_for_training, optimizer, train_loader, val_loader, device, settings,
-                             tokenizer, state)
+    if rank != 0 and not args.fsdp:  # train in step with rank 0, log and save nothing
+        return train_with_progress(model_for_training, optimizer, train_loader, val_loader, device, settings,
+                                   tokenizer, state, args, is_main=False)[0]
     is_main = rank == 0  # with --fsdp every rank comes here: saving gathers from all of them
     if is_main:
         print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
@@ -500,27 +472,6 @@ def stored_tokenizer(ckpt) -> dict:
     return {"format": "gpt2"} if saved == "gpt2" else saved
 
 
-def restore(ckpt, model, optimizer, args, settings) -> TrainState:
-    """Load a checkpoint's optimizer state and RNG into a fresh run (its weights are loaded already)."""
-    if ckpt["optimizer"] is None:
-        raise CheckpointError(f"checkpoint '{args.resume}' holds no optimizer state: it cannot resume training")
-    load_optimizer_state(model, optimizer, ckpt["optimizer"])
-    for group in optimizer.param_groups:  # settings given again on resume apply from now on
-        group["betas"] = (args.beta1, args.beta2)
-        if group["weight_decay"] > 0:  # a no-decay group (--decay matrices) stays at 0
-            group["weight_decay"] = args.weight_decay
-    state = TrainState.from_dict(ckpt["trainer_state"])
-    if state.rng_now is not None:
-        set_rng_state(state.rng_now)
-    if settings.max_steps is not None and state.global_step + 1 >= settings.max_steps:
-        raise UserInputError(f"checkpoint '{args.resume}' already took {state.global_step + 1} steps: "
-                             f"pass --max-steps larger than {state.global_step + 1} to train on")
-    if settings.max_steps is None and state.epoch >= args.epochs:
-        raise UserInputError(f"checkpoint '{args.resume}' already finished {state.epoch} epochs: "
-                             f"pass --epochs larger than {state.epoch} to train on")
-    return state
-
-
 def wrap_model(model, device, rank, world_size, args):
     """DistributedDataParallel under torchrun (unless sharded), torch.compile if asked: what the trainer calls."""
     if args.fsdp:
@@ -579,15 +530,6 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
         if progress is not None:
             progress.close()
     return state, stop.requested, time.perf_counter() - start_time, state.tokens_seen - start_tokens
-
-
-def _train_worker(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state):
-    """Ranks > 0 of a torchrun job: train in step with rank 0, log and save nothing."""
-    trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings, tokenizer=tokenizer,
-                      log=lambda *_: None, is_main=False)
-    stop = StopRequest()
-    with stop.installed():
-        return trainer.fit(state, stop=stop)
 
 
 if __name__ == "__main__":

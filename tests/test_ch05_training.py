@@ -8,7 +8,8 @@ import torch
 from ch02_text.dataloader import create_dataloader_v1
 from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout
 from ch04_gpt.model import GPTModel
-from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint
+from ch05_pretraining.engine.trainer import set_rng_state
 from ch05_pretraining.loss import calc_loss_batch, calc_loss_loader
 from ch05_pretraining.engine.trainer import Trainer, TrainSettings, TrainState, lr_at
 from ch05_pretraining.book_loop import train_model_simple

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -41,6 +42,17 @@ def keep_freed_memory(keep: bool = True) -> bool:
         return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
     except (OSError, AttributeError):
         return False
+
+
+def seconds_since_process_start() -> float | None:
+    """How long this process has run (Linux: from /proc), for a --breakdown that counts Python's own start and
+    the imports; None where the system does not say."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: start time in ticks
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def physical_cores() -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import random
 import signal
 import time
 from collections import defaultdict
@@ -26,7 +27,6 @@ import torch
 
 from ch02_text.common import UserInputError
 
-from ..checkpoint import rng_state, set_rng_state
 from ..loss import calc_loss_batch, evaluate_model
 from ..previous_chapters import dropout_generator, generate_loop
 from ..tokens import text_to_token_ids, token_ids_to_text
@@ -89,6 +89,27 @@ class TrainSettings:
             raise UserInputError(f"--grad-clip must be a finite number > 0, got {self.grad_clip}")
         if self.warmup_steps < 0:
             raise UserInputError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+
+
+# -- the random state a resumed run continues from ------------------------------------------------
+def rng_state(dropout: torch.Generator | None = None) -> dict:
+    """The global generators' states, and ``dropout``'s (a model's own dropout generator) if given."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if dropout is not None:
+        state["dropout"] = dropout.get_state()
+    return state
+
+
+def set_rng_state(state: dict, dropout: torch.Generator | None = None) -> None:
+    """Put back what ``rng_state`` took (``dropout``'s too, when the snapshot has it)."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if dropout is not None and "dropout" in state:
+        dropout.set_state(state["dropout"])
 
 
 @dataclass

@@ -9,7 +9,23 @@ let info = null;                  // /api/info: the model's sizes
 let analysing = null;             // AbortController of the analysis in flight
 let generating = null;            // AbortController of the generation in flight
 let lastTokens = [];              // the pieces the heatmap labels
-let promptTimer = null, sliderTimer = null;
+let pending = 0;                  // analyses and bar updates asked for and not yet drawn: <body data-pending>
+const timers = {};
+
+function busy(change) {
+  pending += change;
+  document.body.dataset.pending = String(pending);
+}
+
+// Run fn after delay ms, replacing a call of the same name still waiting; counted in data-pending from now.
+function later(name, delay, fn) {
+  if (timers[name]) clearTimeout(timers[name]);
+  else busy(+1);
+  timers[name] = setTimeout(async () => {
+    timers[name] = null;
+    try { await fn(); } finally { busy(-1); }
+  }, delay);
+}
 
 // -- alerts ------------------------------------------------------------------------------------------
 function show(id, message) { const el = $(id); el.textContent = message; el.hidden = !message; }
@@ -253,7 +269,9 @@ function stop() {
 async function generate() {
   stop();
   writeAddress();
-  if (!(await analyse())) return;
+  busy(+1);
+  const analysed = await analyse().finally(() => busy(-1));
+  if (!analysed) return;
   const out = $("#output"), controller = generating = new AbortController();
   const echo = document.createElement("span"), text = document.createElement("span");
   echo.className = "prompt-echo";
@@ -331,6 +349,7 @@ function describe(i) {
 }
 
 async function start() {
+  busy(0);
   try {
     info = await getJSON("/api/info", {});
   } catch (error) {
@@ -347,19 +366,15 @@ async function start() {
   readAddress();
   showSliders();
   writeAddress();
-  $("#prompt").addEventListener("input", () => {
-    clearTimeout(promptTimer);
-    promptTimer = setTimeout(() => { writeAddress(); analyse(); }, 250);
-  });
+  $("#prompt").addEventListener("input", () => later("analyse", 250, () => { writeAddress(); return analyse(); }));
   for (const id of ["#layer", "#head"]) {
-    $(id).addEventListener("change", () => { writeAddress(); analyse(); });
+    $(id).addEventListener("change", () => { writeAddress(); later("analyse", 0, analyse); });
   }
   for (const id of ["#temperature", "#top-k", "#top-p"]) {
     $(id).addEventListener("input", () => {
       showSliders();
       writeAddress();
-      clearTimeout(sliderTimer);
-      sliderTimer = setTimeout(updateBars, 60);
+      later("bars", 60, updateBars);
     });
   }
   for (const id of ["#max-new-tokens", "#seed"]) $(id).addEventListener("change", writeAddress);
@@ -368,7 +383,7 @@ async function start() {
   $("#prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) generate();
   });
-  analyse();
+  later("analyse", 0, analyse);
 }
 
 start();
