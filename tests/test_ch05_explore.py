@@ -293,3 +293,41 @@ def test_a_port_in_use_a_bad_checkpoint_and_a_bad_option_are_one_line(checkpoint
         assert r.returncode == 1 and r.stderr.startswith("error: ") and said in r.stderr, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.pt"]  # nothing created
+
+
+@pytest.mark.parametrize("kind", ["LM1", "LM2", "LM3", "llama", "gemma3", "qwen3-moe"])
+def test_every_kind_of_checkpoint_is_explored(kind, tok, tmp_path):
+    """Ladder rungs (no attention, the book's single head, its multi-head) and the open-weight families (GQA,
+    sliding windows, experts), each from a checkpoint file as the command reads it."""
+    from ch05_pretraining.previous_chapters import FAMILIES
+
+    sizes = dict(vocab_size=tok.n_vocab, context_length=CONTEXT, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
+    if kind.startswith("LM"):
+        model = build_rung(model_config("gpt2-small", **sizes), {"name": kind, "n": 3, "n_blocks": 1})
+    else:
+        extra = dict(n_kv_heads=2, hidden_dim=48, sliding_window=4, full_every=2) if kind == "gemma3" else \
+            dict(n_kv_heads=2, hidden_dim=48, n_experts=4, n_experts_per_token=2) if kind == "qwen3-moe" else \
+            dict(n_kv_heads=1, hidden_dim=48)
+        model = GPTModel(model_config("gpt2-small", **{**FAMILIES[kind], **sizes, **extra}))
+    save_checkpoint(tmp_path / "m.pt", model, tokenizer=tokenizer_to_dict(tok))
+    explorer = Explorer(*_load(tmp_path / "m.pt"))
+    server, base = serve(explorer)
+    try:
+        _, info = get(base, "/api/info")
+        status, data = get(base, "/api/analyse", prompt=TEXT[:30], layer=info["n_layers"] - 1 if info["n_layers"]
+                           else 0, head="avg")
+        assert status == 200 and data["next"] and len(data["tokens"]) == 30
+        if kind == "LM1":
+            assert not info["has_attention"] and data["attention"] is None
+        else:
+            weights = torch.tensor(data["attention"]["weights"])
+            assert weights.shape == (CONTEXT, CONTEXT) and torch.allclose(weights.sum(-1), torch.ones(CONTEXT))
+            assert torch.equal(weights.triu(1), torch.zeros_like(weights))
+        if kind == "gemma3":  # the last layer is full; the first slides: nothing older than its window
+            _, first = get(base, "/api/analyse", prompt=TEXT[:30], layer=0, head=0)
+            assert torch.equal(torch.tensor(first["attention"]["weights"]).tril(-4), torch.zeros(CONTEXT, CONTEXT))
+            assert data["kv_cache_bytes"] == (4 + CONTEXT) * 2 * 2 * 8 * 4  # a sliding layer keeps its window
+        assert "".join(d.get("text", "") for _, d in events(base, prompt="to be", max_new_tokens=5))
+    finally:
+        server.shutdown()
+        server.server_close()
