@@ -6,8 +6,9 @@ fetched from any host but the server. Without Playwright or a Chromium the tests
 what to install (under LLMS_STRICT_TESTS, as .ci/run sets, they fail instead).
 
 The README's screenshot: LLMS_EXPLORER_CHECKPOINT=checkpoints/model.pth
-LLMS_EXPLORER_SCREENSHOT=ch05_pretraining/explorer_page/screenshot.png python -m pytest -k screenshot
-tests/test_ch05_explore_browser.py (on the chapter-5 model of python -m ch05_pretraining)."""
+LLMS_EXPLORER_SCREENSHOT=ch05_pretraining/explorer_page/screenshot.png LLMS_EXPLORER_PROMPT="I HAD always thought
+Jack Gisburn rather a cheap genius" python -m pytest -k screenshot tests/test_ch05_explore_browser.py (on the
+chapter-5 model of python -m ch05_pretraining)."""
 
 import io
 import os
@@ -230,7 +231,10 @@ def test_a_loaded_page_holds_no_open_request(tab):
 def test_screenshot_is_not_blank(tab, tmp_path):
     from matplotlib.image import imread
 
-    page = tab.open(layer=1, head="avg", temperature=1.0, top_k=25)  # the run's own first words
+    state = dict(layer=1, head="avg", temperature=1.0, top_k=25)  # without a prompt: the run's own first words
+    if os.environ.get("LLMS_EXPLORER_PROMPT"):
+        state["prompt"] = os.environ["LLMS_EXPLORER_PROMPT"]
+    page = tab.open(**state)
     tab.settle()
     page.click("#generate")
     page.wait_for_selector("#output[data-done=true]", timeout=60_000)

@@ -183,11 +183,11 @@ function drawAttention(data) {
   const att = data.attention;
   if (att.too_long) return note(`The heatmap draws windows of up to ${info.heatmap_max} tokens; this one has ` +
     `${data.n_tokens - data.seen_from}. Shorten the prompt to see it.`);
-  const w = att.weights, n = w.length, cell = Math.max(4, Math.min(28, Math.floor(560 / n)));
+  const w = att.weights, n = w.length, cell = Math.max(4, Math.min(40, Math.floor(560 / n)));
   const labels = n <= 40, pad = labels ? 90 : 4;
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("width", pad + n * cell + 4);
-  svg.setAttribute("height", pad + n * cell + 4);
+  const svg = document.createElementNS(SVG, "svg"), side = pad + n * cell + 4;
+  svg.setAttribute("viewBox", `0 0 ${side} ${side}`);  // scales down to the panel, never clipped
+  svg.setAttribute("width", side);
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", `attention weights of layer ${att.layer}, head ${att.head}`);
   for (let i = 0; i < n; i += 1) {
@@ -269,16 +269,19 @@ function stop() {
 async function generate() {
   stop();
   writeAddress();
+  const out = $("#output"), controller = generating = new AbortController();
+  out.dataset.done = "false";  // from the click on: a test waiting for "true" waits for this generation
   busy(+1);
   const analysed = await analyse().finally(() => busy(-1));
-  if (!analysed) return;
-  const out = $("#output"), controller = generating = new AbortController();
+  if (!analysed || generating !== controller) {
+    if (generating === controller) { generating = null; out.dataset.done = "true"; }
+    return;
+  }
   const echo = document.createElement("span"), text = document.createElement("span");
   echo.className = "prompt-echo";
   echo.textContent = $("#prompt").value;
   text.className = "generated";
   out.replaceChildren(echo, text);
-  out.dataset.done = "false";
   let count = 0;
   $("#gen-status").textContent = "generating…";
   try {
