@@ -22,6 +22,7 @@ from ch03_attention.fast_attention import book_to_fast_state_dict
 from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple
 from ch04_gpt.model import GPTModel
+from ch04_gpt.packed_linear import pack_for_decoding
 from ch04_gpt.previous_chapters import gpt2_tokenizer
 
 
@@ -138,9 +139,18 @@ def dtypes(n, checkpoint, rounds=4):
     bf16 = GPTModel(GPT_CONFIG_124M).eval()
     bf16.load_state_dict(fast.state_dict())
     bf16 = bf16.to(torch.bfloat16)
+    packed = {}
+    for name, model in (("fp32", fast), ("bf16", bf16)):  # what generate runs: weights packed for decoding
+        packed[name] = GPTModel(GPT_CONFIG_124M).eval().to(model.tok_emb.weight.dtype)
+        packed[name].load_state_dict(model.state_dict())
+        pack_for_decoding(packed[name])
     runs = {"book loop (generate_text_simple), fp32": (book, lambda: generate_text_simple(book, idx, n, ctx)),
             "KV cache, fp32": (fast, lambda: generate_text_cached(fast, idx, n, ctx)),
-            "KV cache, bf16": (bf16, lambda: generate_text_cached(bf16, idx, n, ctx))}
+            "KV cache, bf16": (bf16, lambda: generate_text_cached(bf16, idx, n, ctx)),
+            "KV cache, fp32, packed weights (generate --dtype float32)": (
+                fast, lambda: generate_text_cached(packed["fp32"], idx, n, ctx)),
+            "KV cache, bf16, packed weights (generate's default on bf16 CPUs)": (
+                bf16, lambda: generate_text_cached(packed["bf16"], idx, n, ctx))}
     try:
         import tempfile
 
@@ -173,6 +183,9 @@ def dtypes(n, checkpoint, rounds=4):
         print(f"| {name} | {rates[name]:.1f} | {per_token / 1e6:.0f} MB | {limit:.0f} | {rates[name] / limit:.0%} |")
     same = torch.equal(runs["KV cache, fp32"][1](), runs["book loop (generate_text_simple), fp32"][1]())
     print(f"fp32 KV cache = book loop, token for token: {same}")
+    same = torch.equal(runs["KV cache, fp32, packed weights (generate --dtype float32)"][1](),
+                       runs["book loop (generate_text_simple), fp32"][1]())
+    print(f"fp32 packed = book loop, token for token: {same}")
     differ, max_diff, positions = greedy_agreement(checkpoint)
     print(f"bf16 vs fp32, teacher-forced over the-verdict's validation text ({positions} positions, "
           f"{checkpoint}): greedy choice differs at {differ:.2%}, largest logit difference {max_diff:.3f}")

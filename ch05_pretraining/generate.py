@@ -35,7 +35,7 @@ from ch02_text.common import UserInputError, pick_device, set_seed
 from ch02_text.text_stream import TextStream
 
 from .engine.model_source import add_source_arguments, load_model as load_source
-from .previous_chapters import decode_dtype, generate_batch, render_chat
+from .previous_chapters import decode_dtype, generate_batch, pack_for_decoding, render_chat
 from .sampling import SamplingSettings, generate, make_sampler
 from .tokens import text_to_token_ids, token_ids_to_text
 
@@ -260,6 +260,7 @@ def main(argv=None):
             raise UserInputError("--chat needs a chat template, and the tokenizer of this model has none "
                                  "(tokenizer_config.json's chat_template): leave --chat out to continue text")
         model = model.to(decode_dtype(device, args.dtype))
+        pack_for_decoding(model)  # weights read once per token at close to memory speed (CPU)
         session = Session(model, tokenizer, device, settings,
                           eos_id=tokenizer.eot_token if args.stop_at_eos else None, chat=args.chat)
         set_seed(args.seed)

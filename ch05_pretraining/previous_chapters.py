@@ -24,3 +24,4 @@ from ch04_gpt.feed_forward import MixtureOfExperts  # noqa: F401
 from ch04_gpt.generate import decode_dtype, generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401
 from ch04_gpt.model import GPTModel, TransformerBlock, init_gpt2_weights  # noqa: F401
+from ch04_gpt.packed_linear import pack_for_decoding  # noqa: F401

@@ -28,7 +28,9 @@ import torch
 from ch02_text.common import UserInputError
 from ch02_text.text_stream import TextStream
 
-from ..previous_chapters import ATTENTION_CLASSES, GPTModel, forward_with_attention, generate_loop, token_bytes
+from ..previous_chapters import (
+    ATTENTION_CLASSES, GPTModel, forward_with_attention, generate_loop, pack_for_decoding, token_bytes,
+)
 from ..sampling import make_sampler, next_token_probs
 
 PAGE = Path(__file__).resolve().parent.parent / "explorer_page"
@@ -96,7 +98,9 @@ class Explorer:
         self.cache, self.cache_lock = OrderedDict(), threading.Lock()  # token ids -> (last logits, maps)
         self.active = 0  # generations running
         self.layers = [m for m in model.modules() if isinstance(m, ATTENTION_CLASSES)]
-        self.device = next(model.parameters()).device
+        self.device, self.dtype = next(model.parameters()).device, next(model.parameters()).dtype
+        self.n_params = sum(p.numel() for p in model.parameters())
+        pack_for_decoding(model)  # as generate does: the same numbers, at close to memory speed
 
     # -- what the page needs to know once ------------------------------------------------------------
     def info(self) -> dict:
@@ -104,8 +108,7 @@ class Explorer:
         rung = getattr(self.model, "rung", None)
         return {"source": self.source, "model": type(self.model).__name__,
                 "family": rung["name"] if isinstance(rung, dict) else self.model.cfg["family"],
-                "params": sum(p.numel() for p in self.model.parameters()),
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+                "params": self.n_params, "dtype": str(self.dtype).removeprefix("torch."),
                 "vocab_size": self.model.cfg["vocab_size"], "n_vocab": self.tokenizer.n_vocab,
                 "context_length": self.model.context_length, "n_layers": len(self.layers),
                 "n_heads": max(heads, default=0), "has_attention": bool(self.layers),
@@ -159,7 +162,7 @@ class Explorer:
         """Bytes the KV cache holds for ``n_tokens`` (a sliding layer keeps its window), None without one."""
         if not isinstance(self.model, GPTModel) or not self.model.supports_kv_cache:
             return None
-        cfg, size = self.model.cfg, next(self.model.parameters()).element_size()
+        cfg, size = self.model.cfg, torch.empty((), dtype=self.dtype).element_size()
         total = 0
         for kind in cfg.layer_types:
             kept = min(n_tokens, cfg.sliding_window) if kind == "sliding" and cfg.sliding_window else n_tokens
