@@ -108,6 +108,7 @@ def main(argv=None):
     p.add_argument("--shapes", nargs="+", default=["llama-3.2-1b", "qwen3-0.6b"])
     p.add_argument("--new-tokens", type=int, default=200)
     p.add_argument("--load-only", action="store_true", help="only the loading table")
+    p.add_argument("--decode-only", action="store_true", help="only the decoding table")
     args = p.parse_args(argv)
     bandwidth = memory_bandwidth()
     print(f"machine: {machine_line()}; memory bandwidth (copy) {bandwidth / 1e9:.1f} GB/s")
@@ -117,7 +118,7 @@ def main(argv=None):
             print(f"\n{shape} shape, random weights saved by transformers in bf16")
             print("| load | dtype | seconds | peak RSS | weights | peak / weights |")
             print("| --- | --- | ---: | ---: | ---: | ---: |")
-            for dtype in ("bfloat16", "float32"):
+            for dtype in () if args.decode_only else ("bfloat16", "float32"):
                 for kind, label in (("ours", "load_hf"), ("transformers", "from_pretrained")):
                     cost = load_cost(kind, folder, dtype)
                     peak = cost["peak_kb"] * 1024

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .feed_forward import ACTIVATIONS, GatedFeedForward
+
 
 def can_pack(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool:
     """Whether this PyTorch packs linear weights for ``dtype`` on ``device`` (CPU with oneDNN; bf16 where oneDNN
@@ -35,9 +37,19 @@ class PackedLinear(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach()
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)  # tuned for one row: decoding
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)  # tuned for one row
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
+
+    @classmethod
+    def stacked(cls, linears) -> "PackedLinear":
+        """One packed layer computing several linears of the same input, their outputs side by side."""
+        first = linears[0]
+        both = nn.Linear(first.in_features, sum(m.out_features for m in linears), bias=first.bias is not None,
+                         device="meta")
+        both.weight = nn.Parameter(torch.cat([m.weight.detach() for m in linears]), requires_grad=False)
+        if first.bias is not None:
+            both.bias = nn.Parameter(torch.cat([m.bias.detach() for m in linears]), requires_grad=False)
+        return cls(both)
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)  # (b * num_tokens, in_features)
@@ -48,15 +60,32 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+class PackedGatedFeedForward(nn.Module):
+    """``GatedFeedForward`` with gate and up in one packed matmul (one weight read, one call), down packed."""
+
+    def __init__(self, ff: GatedFeedForward):
+        super().__init__()
+        self.hidden, self.activation = ff.fc1.out_features, ff.activation
+        self.gate_up = PackedLinear.stacked([ff.fc1, ff.fc2])
+        self.fc3 = PackedLinear(ff.fc3)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).split(self.hidden, dim=-1)
+        return self.fc3(ACTIVATIONS[self.activation](gate) * up)
+
+
 def pack_for_decoding(model: nn.Module) -> int:
-    """Replace every ``nn.Linear`` of ``model`` by a ``PackedLinear`` where the model's dtype and device allow it
-    (see ``can_pack``); returns how many were packed. Do it last: the packed model cannot change dtype or device,
+    """Replace every ``nn.Linear`` of ``model`` by a ``PackedLinear`` (a gated MLP's gate and up stacked into one)
+    where the model's dtype and device allow it (see ``can_pack``); returns how many linears were packed. Do it last: the packed model cannot change dtype or device,
     and trains no more."""
     first = next(model.parameters())
     if not can_pack(first.dtype, first.device):
         return 0
-    targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-               if type(child) is nn.Linear and child.weight.dtype == first.dtype]
-    for parent, name, child in targets:
-        setattr(parent, name, PackedLinear(child))
-    return len(targets)
+    count = 0
+    for kind, packed in ((GatedFeedForward, PackedGatedFeedForward), (nn.Linear, PackedLinear)):
+        targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+                   if type(child) is kind]
+        for parent, name, child in targets:
+            setattr(parent, name, packed(child))
+        count += len(targets) * (3 if kind is GatedFeedForward else 1)
+    return count
