@@ -43,6 +43,8 @@ def build_parser():
 
 def bind(host: str, port: int):
     """The server's socket, bound before the model loads: a port in use is found at once."""
+    if not host.strip():
+        raise UserInputError("--host is empty: give an address, 127.0.0.1 for this computer only")
     try:
         return make_server(None, host, port)
     except socket.gaierror:
@@ -53,8 +55,8 @@ def bind(host: str, port: int):
                                  "free one") from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise UserInputError(f"--port {port} needs administrator rights: use a port above 1023") from None
-        raise UserInputError(f"cannot serve on --host {host} --port {port} ({exc.strerror or exc}): use "
-                             "127.0.0.1 and another port") from None
+        raise UserInputError(f"cannot serve on --host {host} ({exc.strerror or exc}): give an address of this "
+                             "computer, such as 127.0.0.1") from None
 
 
 def main(argv=None):
@@ -67,13 +69,17 @@ def main(argv=None):
             model, tokenizer, prompt = load_model(args.checkpoint, args.gpt2, args.hf, args.tokenizer,
                                                   args.n_heads, device)
             source = args.checkpoint or args.gpt2 or args.hf
-            server.RequestHandlerClass.explorer = Explorer(model.to(dtype), tokenizer, prompt, source)
+            explorer = server.RequestHandlerClass.explorer = Explorer(model.to(dtype), tokenizer, prompt, source)
             host, port = server.server_address[:2]
             url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
             print(f"serving on {url}", flush=True)
             if args.open:
                 webbrowser.open(url)
-            server.serve_forever(poll_interval=0.25)
+            try:
+                server.serve_forever(poll_interval=0.25)
+            except KeyboardInterrupt:
+                explorer.close()  # no generation thread may still compute while Python exits
+                raise
         finally:
             server.server_close()
     return 0

@@ -36,6 +36,9 @@ def print_sampled_tokens(probas, inverse_vocab, num_samples=1_000, seed=123):
     return sampled_ids
 
 
+MIN_TEMPERATURE = 1e-6  # the smallest temperature > 0: logits up to ~1e30 stay finite when divided by it
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     """How ``generate`` picks tokens; checked when made, so a bad value never reaches the loop.
@@ -56,6 +59,9 @@ class SamplingSettings:
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t >= 0):
             raise UserInputError(f"temperature must be a finite number >= 0 (0 = greedy), got {t}")
+        if 0 < t < MIN_TEMPERATURE:  # logits / t would overflow to inf: the probabilities NaN
+            raise UserInputError(f"temperature {t} is too small to divide by: give 0 (greedy) or at least "
+                                 f"{MIN_TEMPERATURE}")
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k <= 0):
             raise UserInputError(f"top_k must be a positive integer, got {self.top_k}")
         if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):

@@ -170,6 +170,23 @@ def test_bad_generation_values_and_unknown_paths(url):
     assert "explorer.js" in page and "http" not in page.replace('"http://www.w3.org', "")  # nothing from elsewhere
 
 
+def test_the_page_posts_prompts_longer_than_an_address_and_every_refusal_is_json(url):
+    prompt = ("to be or not " * 1600)[:20_000]  # percent-encoded: longer than a request line may be
+    body = urllib.parse.urlencode({"prompt": prompt, "layer": 0, "head": "avg"}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/analyse", data=body), timeout=60) as r:
+        data = json.loads(r.read())
+    assert data["n_tokens"] == 20_000 and data["seen_from"] == 20_000 - CONTEXT
+    status, data = get(url, "/api/analyse", prompt="é" * 15_000)  # the same values in an address: too long
+    assert status == 414 and "POST" in data["error"]
+    for method in ("PUT", "DELETE", "PATCH"):
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"{url}/api/info", method=method), timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 405 and "not served" in json.loads(e.read())["error"]
+    status, data = get(url, "/api/analyse", prompt="to be", temperature=1e-300)
+    assert status == 400 and "too small to divide by" in data["error"]
+
+
 def test_a_prompt_longer_than_the_context_is_cropped(url, tok):
     prompt = TEXT[:60]
     status, data = get(url, "/api/analyse", prompt=prompt, layer=0, head=0)
@@ -264,13 +281,17 @@ def test_the_command_serves_until_ctrl_c(checkpoint):
     try:
         line = proc.stdout.readline()
         assert line.startswith("serving on http://127.0.0.1:") and line.endswith("/\n"), line
-        status, info = get(line.split()[-1].rstrip("/"), "/api/info")
+        base = line.split()[-1].rstrip("/")
+        status, info = get(base, "/api/info")
         assert status == 200 and info["default_prompt"] == "to be"  # the run's --start-context
+        stream = open_stream(base, prompt="to be", max_new_tokens=2000, temperature=1.0)  # Ctrl-C mid-generation
         proc.send_signal(signal.SIGINT)
         start = time.monotonic()
         code = proc.wait(timeout=10)
         assert time.monotonic() - start < 2 and code in (0, 130)
-        assert "Traceback" not in proc.stderr.read()
+        stderr = proc.stderr.read()
+        assert "Traceback" not in stderr and "terminate" not in stderr, stderr
+        stream.close()
     finally:
         proc.kill()
 

@@ -13,10 +13,13 @@ values get HTTP 400 with a sentence; nothing is fetched from any other host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import socket
 import sys
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +44,7 @@ MAX_NEW_TOKENS = 2_000
 MAX_TEMPERATURE = 10.0
 HEATMAP_MAX = 256   # longest window drawn as a heatmap (cells: its square)
 MAX_BARS = 100
+MAX_BODY = 1_000_000  # bytes of a POST body (a 20,000-character prompt, percent-encoded, fits)
 
 
 class BadRequest(UserInputError):
@@ -97,6 +101,7 @@ class Explorer:
         self.lock = threading.Lock()
         self.cache, self.cache_lock = OrderedDict(), threading.Lock()  # token ids -> (last logits, maps)
         self.active = 0  # generations running
+        self.closing = threading.Event()  # set on Ctrl-C: every generation ends at its next token
         self.layers = [m for m in model.modules() if isinstance(m, ATTENTION_CLASSES)]
         self.device, self.dtype = next(model.parameters()).device, next(model.parameters()).dtype
         self.n_params = sum(p.numel() for p in model.parameters())
@@ -188,7 +193,7 @@ class Explorer:
         if layer >= len(maps):
             raise BadRequest(f"layer={layer} is not a layer of this model: give 0 to {len(maps) - 1}")
         weights = maps[layer]  # (heads, T, T)
-        if head in (None, "avg", "average"):
+        if head in (None, "", "avg"):
             grid, head = weights.mean(0), "avg"
         else:
             try:
@@ -210,6 +215,13 @@ class Explorer:
         with self.cache_lock:
             self.active += change
 
+    def close(self, seconds=1.5) -> None:
+        """End every generation (at its next token) and wait for them, so no thread computes while Python exits."""
+        self.closing.set()
+        deadline = time.monotonic() + seconds
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     # -- generation -----------------------------------------------------------------------------------
     def generate(self, q: dict, send) -> str:
         """Stream a continuation: ``send(event, data)`` per token; returns why it ended (length, eos, stopped)."""
@@ -223,6 +235,8 @@ class Explorer:
         stream = TextStream(self.tokenizer, lambda piece: send("token", {"text": piece, "id": stream.ids[-1]}))
 
         def on_token(idx_next):
+            if self.closing.is_set():
+                raise ClientGone
             count[0] += 1
             before = stream.shown
             stream.add(idx_next)
@@ -256,18 +270,28 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         url = urlsplit(self.path)
+        self.answer(url.path, url.query)
+
+    def do_POST(self):  # noqa: N802 - the page sends its values in the body: prompts longer than an address takes
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return self.send_json(413, {"error": f"the request has {length:,} bytes; the explorer takes up to "
+                                                 f"{MAX_BODY:,}: shorten the prompt"})
+        self.answer(urlsplit(self.path).path, self.rfile.read(length).decode("utf-8", errors="replace"))
+
+    def answer(self, path, query):
         routes = {"/api/info": lambda: self.explorer.info(),
-                  "/api/analyse": lambda: self.explorer.analyse(parse_query(url.query, ANALYSE)),
-                  "/api/next": lambda: self.explorer.next_tokens(parse_query(url.query, ANALYSE))}
+                  "/api/analyse": lambda: self.explorer.analyse(parse_query(query, ANALYSE)),
+                  "/api/next": lambda: self.explorer.next_tokens(parse_query(query, ANALYSE))}
         try:
-            if url.path in STATIC:
-                self.send_file(*STATIC[url.path])
-            elif url.path in routes:
-                self.send_json(200, routes[url.path]())
-            elif url.path == "/api/generate":
-                self.stream(parse_query(url.query, GENERATE))
+            if path in STATIC and self.command == "GET":
+                self.send_file(*STATIC[path])
+            elif path in routes:
+                self.send_json(200, routes[path]())
+            elif path == "/api/generate":
+                self.stream(parse_query(query, GENERATE))
             else:
-                self.send_json(404, {"error": f"there is nothing at {url.path}: open / for the explorer"})
+                self.send_json(404, {"error": f"there is nothing at {path}: open / for the explorer"})
         except UserInputError as exc:
             self.send_json(400, {"error": str(exc)})
         except (BrokenPipeError, ConnectionResetError):
@@ -276,6 +300,13 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             self.send_json(500, {"error": "the server failed on this request (its traceback is in the terminal "
                                           "that runs the explorer)"})
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a method it has no do_ for, a request line too long) as JSON sentences."""
+        sentence = {405: "this method is not served: the explorer answers GET (and POST for the page)",
+                    501: "this method is not served: the explorer answers GET (and POST for the page)",
+                    414: "the address is too long: send the values in a POST body, as the page does"}
+        self.send_json(405 if code == 501 else code, {"error": sentence.get(code, message or explain or str(code))})
 
     def send_file(self, name, kind):
         body = (PAGE / name).read_bytes()
@@ -316,6 +347,11 @@ class Handler(BaseHTTPRequestHandler):
             send("failed", {"error": str(exc)})
         except ClientGone:
             pass
+        except Exception:  # noqa: BLE001 - a bug mid-stream: the page hears a sentence, the terminal the traceback
+            traceback.print_exc(file=sys.stderr)
+            with contextlib.suppress(ClientGone):
+                send("failed", {"error": "the generation failed on the server (its traceback is in the terminal "
+                                         "that runs the explorer)"})
 
     def log_message(self, format, *args):  # noqa: A002 - quiet: the terminal shows the one serving line
         pass
@@ -324,6 +360,7 @@ class Handler(BaseHTTPRequestHandler):
 def make_server(explorer: Explorer, host="127.0.0.1", port=8000) -> ThreadingHTTPServer:
     """A threaded server for ``explorer`` (port 0: any free port; ``server.server_address`` says which)."""
     handler = type("ExplorerHandler", (Handler,), {"explorer": explorer})
-    server = ThreadingHTTPServer((host, port), handler)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server = type("ExplorerServer", (ThreadingHTTPServer,), {"address_family": family})((host, port), handler)
     server.daemon_threads = True
     return server

@@ -49,11 +49,12 @@ function readAddress() {
   if (layer !== null) $("#layer").value = String(layer);
   if (params.has("head") && params.get("head") !== "avg") {
     const head = number(params, "head", 0, Math.max(info.n_heads - 1, 0), true, problems);
+    if (head === null && problems.length) problems[problems.length - 1] += " or avg";
     if (head !== null) $("#head").value = String(head);
   } else if (params.get("head") === "avg") $("#head").value = "avg";
   const temperature = number(params, "temperature", 0, Number($("#temperature").max), false, problems);
   if (temperature !== null) $("#temperature").value = String(temperature);
-  const topK = number(params, "top_k", 1, Number($("#top-k").max), true, problems);
+  const topK = number(params, "top_k", 0, Number($("#top-k").max), true, problems);
   if (topK !== null) $("#top-k").value = String(topK);
   const topP = number(params, "top_p", 0.01, 1, false, problems);
   if (topP !== null) $("#top-p").value = String(topP);
@@ -88,10 +89,14 @@ function showSliders() {
 }
 
 // -- requests ------------------------------------------------------------------------------------------
+function post(path, params, signal) {  // the values in the body: a long prompt does not fit an address
+  return fetch(path, { method: "POST", body: new URLSearchParams(params), signal });
+}
+
 async function getJSON(path, params, signal) {
   let response;
   try {
-    response = await fetch(`${path}?${new URLSearchParams(params)}`, { signal });
+    response = await post(path, params, signal);
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new Error("The explorer's server does not answer: is python -m ch05_pretraining.explore still running?");
@@ -106,16 +111,19 @@ async function analyse() {
   if (analysing) analysing.abort();
   if (!prompt.trim()) {
     showError("The prompt is empty: type some text to see its tokens, attention and next token.");
+    for (const id of ["#tokens", "#heatmap", "#bars"]) $(id).replaceChildren();
+    $("#token-count").textContent = "";
+    show("#cropped", "");
     return false;
   }
-  const controller = analysing = new AbortController();
+  const controller = analysing = new AbortController(), asked = JSON.stringify(sampling());
   try {
     const data = await getJSON("/api/analyse", { prompt, layer: $("#layer").value, head: $("#head").value,
       ...sampling(), n: 20 }, controller.signal);
     showError("");
     drawTokens(data);
     drawAttention(data);
-    drawBars(data.next);
+    if (asked === JSON.stringify(sampling())) drawBars(data.next);  // else a bar update for the new values is due
     return true;
   } catch (error) {
     if (error.name !== "AbortError") showError(error.message);
@@ -126,10 +134,11 @@ async function analyse() {
 }
 
 async function updateBars() {
-  const prompt = $("#prompt").value;
+  const prompt = $("#prompt").value, asked = JSON.stringify(sampling());
   if (!prompt.trim()) return;
   try {
-    drawBars((await getJSON("/api/next", { prompt, ...sampling(), n: 20 })).next);
+    const next = (await getJSON("/api/next", { prompt, ...sampling(), n: 20 })).next;
+    if (prompt === $("#prompt").value && asked === JSON.stringify(sampling())) drawBars(next);  // not stale
     showError("");
   } catch (error) { showError(error.message); }
 }
@@ -266,9 +275,21 @@ function stop() {
   $("#gen-status").textContent = "stopped";
 }
 
+function whole(id, low, high) {  // the value of a number box, or null after saying what it takes
+  const value = Number($(id).value);
+  if ($(id).value.trim() === "" || !Number.isInteger(value) || value < low || value > high) {
+    showError(`${$(id).previousSibling.textContent.trim() || id} takes a whole number from ${low} to ${high}; ` +
+      `it says ${JSON.stringify($(id).value)}.`);
+    return null;
+  }
+  return value;
+}
+
 async function generate() {
   stop();
   writeAddress();
+  if (whole("#max-new-tokens", 0, Number($("#max-new-tokens").max)) === null ||
+      whole("#seed", 0, Number.MAX_SAFE_INTEGER) === null) return;
   const out = $("#output"), controller = generating = new AbortController();
   out.dataset.done = "false";  // from the click on: a test waiting for "true" waits for this generation
   busy(+1);
@@ -282,12 +303,12 @@ async function generate() {
   echo.textContent = $("#prompt").value;
   text.className = "generated";
   out.replaceChildren(echo, text);
-  let count = 0;
+  let count = 0, finished = false;
   $("#gen-status").textContent = "generating…";
   try {
     const params = { prompt: $("#prompt").value, ...sampling(), max_new_tokens: $("#max-new-tokens").value,
       seed: $("#seed").value, stop_at_eos: $("#stop-at-eos").checked ? "1" : "0" };
-    const response = await fetch(`/api/generate?${new URLSearchParams(params)}`, { signal: controller.signal });
+    const response = await post("/api/generate", params, controller.signal);
     if (!response.ok) {
       const data = await response.json().catch(() => ({}));
       throw new Error(data.error || `The server answered ${response.status}.`);
@@ -307,17 +328,24 @@ async function generate() {
           count += 1;
           $("#gen-status").textContent = `generating… ${count} tokens`;
         } else if (event.name === "done") {
+          finished = true;
           $("#gen-status").textContent = `done: ${count} tokens` +
             (event.data.reason === "eos" ? " (end of text)" : "");
         } else if (event.name === "failed") {
+          finished = true;
           showError(event.data.error);
+          $("#gen-status").textContent = "failed";
         }
       }
     }
+    if (!finished) throw new TypeError("the stream ended early");
   } catch (error) {
-    if (error.name !== "AbortError") showError(error.name === "TypeError"
-      ? "The explorer's server does not answer: is python -m ch05_pretraining.explore still running?"
-      : error.message);
+    if (error.name !== "AbortError") {
+      showError(error.name === "TypeError"
+        ? "The generation ended before it finished: is python -m ch05_pretraining.explore still running?"
+        : error.message);
+      $("#gen-status").textContent = "failed";
+    }
   } finally {
     if (generating === controller) {
       generating = null;
@@ -347,16 +375,18 @@ function fillSelect(select, values) {
 
 function describe(i) {
   const family = i.family ? `${i.family}, ` : "";
-  return `${i.source} — ${family}${(i.params / 1e6).toFixed(1)}M parameters, ${i.n_layers} attention layers × ` +
+  const params = i.params >= 1e6 ? `${(i.params / 1e6).toFixed(1)}M` : i.params.toLocaleString();
+  return `${i.source} — ${family}${params} parameters, ${i.n_layers} attention layers × ` +
     `${i.n_heads} heads, context ${i.context_length}, ${i.n_vocab.toLocaleString()} token ids, ${i.dtype}`;
 }
 
 async function start() {
-  busy(0);
+  busy(+1);  // nothing drawn yet: data-pending stays above 0 until the first analysis is
   try {
     info = await getJSON("/api/info", {});
   } catch (error) {
     showError(error.message);
+    busy(-1);
     return;
   }
   $("#model-info").textContent = describe(info);
@@ -365,7 +395,7 @@ async function start() {
   fillSelect($("#layer"), layers);
   fillSelect($("#head"), [...heads, ["avg", "average"]]);
   $("#top-k").max = String(Math.min(info.n_vocab, 200));
-  $("#max-new-tokens").max = String(Math.min(info.max_new_tokens, 1000));
+  $("#max-new-tokens").max = String(info.max_new_tokens);
   readAddress();
   showSliders();
   writeAddress();
@@ -381,12 +411,17 @@ async function start() {
     });
   }
   for (const id of ["#max-new-tokens", "#seed"]) $(id).addEventListener("change", writeAddress);
+  for (const id of ["#prompt", "#layer", "#head", "#temperature", "#top-k", "#top-p", "#max-new-tokens", "#seed"]) {
+    $(id).addEventListener("change", () => show("#notice", ""));  // a control the address got wrong is set now
+    $(id).addEventListener("input", () => show("#notice", ""));
+  }
   $("#generate").addEventListener("click", generate);
   $("#stop").addEventListener("click", stop);
   $("#prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) generate();
   });
   later("analyse", 0, analyse);
+  busy(-1);
 }
 
 start();
