@@ -31,17 +31,16 @@ DOWNLOAD_HINT = ("download model.safetensors from huggingface.co/openai-communit
 def config_from_shapes(tensors: TensorFolder, n_heads=None) -> dict:
     """A GPT-2 ``config.json`` read off a bare file's tensors (the head count: ``n_heads``, the file's metadata,
     else the preset of that width)."""
-    vocab_size, emb_dim = tensors.get("transformer.wte.weight").shape
+    embedding = tensors.peek("transformer.wte.weight")
+    vocab_size, emb_dim = embedding.shape
     n_heads = n_heads or int(tensors.metadata().get("n_heads", 0)) or preset_heads(emb_dim)
     if not n_heads:
         raise CheckpointError(f"cannot tell the head count of {tensors.source} (emb_dim {emb_dim}): pass n_heads")
     layers = {k.removeprefix("transformer.").split(".")[1] for k in tensors.where
               if k.removeprefix("transformer.").startswith("h.")}
-    tied = not tensors.has("lm_head.weight") or torch.equal(tensors.get("lm_head.weight"),
-                                                            tensors.get("transformer.wte.weight"))
-    tensors.taken.clear()
+    tied = not tensors.has("lm_head.weight") or torch.equal(tensors.peek("lm_head.weight"), embedding)
     return {"model_type": "gpt2", "vocab_size": vocab_size, "n_embd": emb_dim, "n_head": n_heads,
-            "n_positions": tensors.get("transformer.wpe.weight").shape[0], "n_layer": len(layers),
+            "n_positions": tensors.peek("transformer.wpe.weight").shape[0], "n_layer": len(layers),
             "tie_word_embeddings": tied}
 
 

@@ -5,9 +5,9 @@ Unlike the book's section 5.5 (one hand-written loader per checkpoint): every fa
 translates our parameter names to a checkpoint's (``trf_blocks.3.ff.fc1.weight`` <->
 ``model.layers.3.mlp.gate_proj.weight``). Two things are not one-to-one: our fused ``att.qkv`` (Hugging
 Face's q_proj, k_proj and v_proj stacked; GPT-2's c_attn is fused already) and GPT-2's ``Conv1D`` weights,
-stored (in, out) and transposed for ``nn.Linear``. ``config_from_hf`` reads ``config.json`` in its older (``rope_theta``, ``rope_scaling``) and
-current (``rope_parameters``, per layer type) forms and refuses what the model cannot represent, with one
-line naming it. ``load_hf`` builds the model on the meta device and assigns the memory-mapped tensors, so
+stored (in, out) and transposed for ``nn.Linear``. ``config_from_hf`` reads ``config.json`` in its older
+(``rope_theta``, ``rope_scaling``) and current (``rope_parameters``, per layer type) forms and refuses what
+the model cannot represent, with one line naming it. ``load_hf`` builds the model on the meta device and assigns the memory-mapped tensors, so
 no random weights are ever allocated; ``export_hf`` writes a folder that ``transformers`` reads.
 
 >>> hf_name("qwen3", "trf_blocks.2.att.k_norm.weight")
@@ -378,15 +378,20 @@ class TensorFolder:
     def has(self, name: str) -> bool:
         return self.form(name) in self.where
 
-    def get(self, name: str, dtype=None, transpose=False) -> torch.Tensor:
-        """The tensor, in ``dtype`` (transposed if asked): a view of the file where nothing changes, else a
-        copy (the file's pages of it then released)."""
+    def peek(self, name: str) -> torch.Tensor:
+        """The tensor as the file holds it (a view), without counting it as taken."""
         key = self.form(name)
         if key not in self.where:
             raise CheckpointError(f"{self.source} lacks tensor '{key}': not this model's weights?")
+        return self.where[key].get_tensor(key)
+
+    def get(self, name: str, dtype=None, transpose=False) -> torch.Tensor:
+        """The tensor, in ``dtype`` (transposed if asked): a view of the file where nothing changes, else a
+        copy (the file's pages of it then released)."""
+        tensor = self.peek(name)
+        key = self.form(name)
         self.taken.add(key)
         handle = self.where[key]
-        tensor = handle.get_tensor(key)
         if (dtype is None or tensor.dtype == dtype) and not transpose:
             return tensor
         converted = (tensor.t() if transpose else tensor).to(dtype or tensor.dtype).contiguous()

@@ -13,18 +13,17 @@ chapter-5 model of python -m ch05_pretraining)."""
 import io
 import os
 import shutil
-import threading
 import urllib.parse
 
 import pytest
 import torch
 
 from conftest import STRICT
-from test_ch05_explore import CONTEXT, TEXT, tiny_model
+from test_ch05_explore import CONTEXT, TEXT, serve, tiny_model
 
 from ch02_text.tokenizer_choice import choose_tokenizer, tokenizer_to_dict
 from ch05_pretraining.checkpoint import save_checkpoint
-from ch05_pretraining.engine.explorer import Explorer, make_server
+from ch05_pretraining.engine.explorer import Explorer
 from ch05_pretraining.engine.model_source import load_model
 from ch05_pretraining.generate import main as generate_main
 from ch05_pretraining.sampling import next_token_probs
@@ -73,9 +72,8 @@ def checkpoint(tmp_path_factory):
 def site(checkpoint):
     model, tok, prompt = load_model(checkpoint=checkpoint)
     explorer = Explorer(model, tok, prompt, source=os.path.basename(checkpoint))
-    server = make_server(explorer, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", explorer
+    server, base = serve(explorer)
+    yield base, explorer
     server.shutdown()
     server.server_close()
 
