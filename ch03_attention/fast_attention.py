@@ -46,6 +46,38 @@ def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None = N
     return allowed
 
 
+# Below this many (tokens x head dims) per head, a CPU trains attention faster in fp32 than in bf16: PyTorch's
+# bf16 flash-attention backward has a fixed cost per block that short sequences cannot amortise (measured on a
+# Sapphire Rapids CPU with AMX, bench/README.md: 2.5-4.7x the fp32 backward at 64 tokens, 1.7-3.5x at 128;
+# from 256 tokens x 64 dims on, bf16 is the faster).
+SHORT_ATTENTION = 256 * 64
+
+
+def bf16_on_cpu(q: torch.Tensor) -> bool:
+    """Whether SDPA would run on ``q`` in bf16 on a CPU (bf16 queries, or bf16 autocast)."""
+    if q.device.type != "cpu":
+        return False
+    return q.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                         and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+def attend(q, k, v, **sdpa_options):
+    """``F.scaled_dot_product_attention``, except that a short sequence that trains in bf16 on a CPU attends
+    in fp32 (see ``SHORT_ATTENTION``) and comes back in its own dtype: the same values, computed more exactly.
+
+    >>> q = torch.randn(1, 2, 8, 4, dtype=torch.bfloat16, requires_grad=True)
+    >>> attend(q, q, q, is_causal=True).dtype
+    torch.bfloat16
+    """
+    short = q.shape[-2] * q.shape[-1] < SHORT_ATTENTION
+    if short and q.requires_grad and torch.is_grad_enabled() and bf16_on_cpu(q):
+        out_dtype = q.dtype if q.dtype != torch.float32 else torch.bfloat16  # autocast's would be bf16
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **sdpa_options)
+        return out.to(out_dtype)
+    return F.scaled_dot_product_attention(q, k, v, **sdpa_options)
+
+
 class FastMultiHeadAttention(nn.Module):
     """Causal multi-head attention, fused QKV + SDPA; same constructor as the book class.
 
@@ -112,8 +144,8 @@ class FastMultiHeadAttention(nn.Module):
         if dropout_p > 0 and self.weight_dropout is not None and kv_cache is None:
             ctx = self.attend_with_own_masks(q, k, v, mask)
         else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
-                                                 scale=self.sdpa_scale, enable_gqa=self.num_kv_heads != self.num_heads)
+            ctx = attend(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=self.sdpa_scale,
+                         enable_gqa=self.num_kv_heads != self.num_heads)
         ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.num_heads * self.head_dim)  # (b, T, q width)
         return self.out_proj(ctx)
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ch03_attention.attention import (
     CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
@@ -171,3 +172,37 @@ def test_readme_names_only_files_and_objects_that_exist():
     from conftest import check_readme
 
     check_readme("ch03_attention")
+
+
+def test_short_sequences_train_their_attention_in_fp32_under_bf16():
+    """attend(): a short sequence that needs gradients in bf16 goes through fp32 SDPA (PyTorch's bf16 CPU
+    backward is slow there); long sequences and inference keep SDPA's bf16 kernel."""
+    from ch03_attention.fast_attention import SHORT_ATTENTION, attend
+
+    torch.manual_seed(0)
+
+    def qkv(tokens, dims, grad=True):
+        return [torch.randn(2, 4, tokens, dims, dtype=torch.bfloat16, requires_grad=grad) for _ in range(3)]
+
+    q, k, v = qkv(16, 8)
+    out = attend(q, k, v, is_causal=True)
+    out.float().sum().backward()
+    ref = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref_out = F.scaled_dot_product_attention(*ref, is_causal=True).to(torch.bfloat16)
+    ref_out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and torch.equal(out, ref_out)
+    assert all(torch.equal(t.grad, r.grad.to(torch.bfloat16)) for t, r in zip((q, k, v), ref))
+    bf16 = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert not torch.equal(out, bf16)  # the two paths differ, so the comparisons above tell them apart
+
+    with torch.no_grad():  # inference: SDPA's own bf16 kernel
+        assert torch.equal(attend(q, k, v, is_causal=True), bf16)
+    long_q, long_k, long_v = qkv(SHORT_ATTENTION // 64, 64)
+    assert torch.equal(attend(long_q, long_k, long_v, is_causal=True),
+                       F.scaled_dot_product_attention(long_q, long_k, long_v, is_causal=True))
+
+    x = torch.randn(2, 16, 32, requires_grad=True)  # fp32 queries under bf16 autocast: bf16 out, as autocast's
+    att = FastMultiHeadAttention(32, 32, 16, 0.0, num_heads=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, k, v = att.project(x)
+        assert attend(q.float(), k, v, is_causal=True).dtype == torch.bfloat16

@@ -194,6 +194,24 @@ def test_bf16_autocast_trains_with_fp32_loss(text):
     assert all(math.isfinite(v) for v in state.train_losses) and state.train_losses[-1] < state.train_losses[0]
 
 
+def test_evaluation_under_autocast_casts_each_weight_once(text):
+    """Inference mode would turn off autocast's cache of bf16 weight casts: every forward pass of an
+    evaluation would cast every weight again."""
+    from torch.profiler import ProfilerActivity, profile
+
+    tl, vl = loaders(text)
+    model, opt = fresh(impl="fast")
+    trainer = Trainer(model, opt, tl, vl, "cpu", TrainSettings(eval_iter=3, amp_dtype=torch.bfloat16),
+                      log=lambda *a: None)
+    assert len(tl) >= 3
+    shape = list(model.trf_blocks[0].ff.layers[0].weight.shape)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        trainer._evaluate(TrainState(), epoch=0)
+    casts = sum(e.count for e in prof.key_averages(group_by_input_shape=True)
+                if e.key == "aten::_to_copy" and e.input_shapes and e.input_shapes[0] == shape)
+    assert casts == len(model.trf_blocks)  # one cast of each block's weight, not one per batch
+
+
 def test_empty_loader_is_explained_not_nan(text):
     empty = create_dataloader_v1(text[:400], 50, 32, 32, shuffle=False, drop_last=True)
     assert len(empty) == 0

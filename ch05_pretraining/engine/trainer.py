@@ -252,6 +252,12 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def no_autograd(self):
+        """Evaluation's context: inference mode (no autograd records at all), or ``no_grad`` under autocast,
+        whose cache of bf16 weight casts inference mode turns off (every forward pass would cast every weight
+        again: 6 passes per evaluation in the book's run; bench/README.md)."""
+        return torch.no_grad() if self.settings.amp_dtype is not None else torch.inference_mode()
+
     def _epoch_batches(self, state: TrainState, resuming: bool):
         """The epoch's data iterator, fast-forwarded when resuming mid-epoch."""
         if resuming and state.batch_in_epoch > 0:
@@ -296,8 +302,7 @@ class Trainer:
         state.global_step += 1
 
     def _evaluate(self, state: TrainState, epoch: int):
-        # inference mode: no autograd records at all (eval mode: no dropout, SDPA's fused causal kernel)
-        with self.autocast(), torch.inference_mode():
+        with self.autocast(), self.no_autograd():
             train_loss, val_loss = evaluate_model(
                 self.raw_model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
