@@ -212,6 +212,21 @@ def test_evaluation_under_autocast_casts_each_weight_once(text):
     assert casts == len(model.trf_blocks)  # one cast of each block's weight, not one per batch
 
 
+def test_per_epoch_samples_guessed_from_the_training_text_are_greedy_decoding(text, gpt2_tok):
+    from ch04_gpt.generate import generate_text_simple
+    from ch05_pretraining.engine.trainer import sample_text, training_drafts
+
+    tl, vl = loaders(text)
+    model, opt = fresh(impl="fast", lr=3e-3)
+    Trainer(model, opt, tl, vl, "cpu", TrainSettings(epochs=3, eval_freq=100), log=lambda *a: None).fit()
+    drafts = training_drafts(tl)
+    assert sum(len(t) for t in drafts.texts) == len(tl.dataset) * 32
+    model.eval()
+    idx = torch.tensor([gpt2_tok.encode("Every effort moves you")])
+    expected = gpt2_tok.decode(generate_text_simple(model, idx, 20, 32)[0].tolist())
+    assert sample_text(model, gpt2_tok, "cpu", "Every effort moves you", 20, drafts) == expected
+
+
 def test_empty_loader_is_explained_not_nan(text):
     empty = create_dataloader_v1(text[:400], 50, 32, 32, shuffle=False, drop_last=True)
     assert len(empty) == 0
