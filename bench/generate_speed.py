@@ -22,7 +22,7 @@ from ch03_attention.fast_attention import book_to_fast_state_dict
 from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple
 from ch04_gpt.model import GPTModel
-from ch04_gpt.packed_linear import pack_for_decoding
+from ch04_gpt.packed_linear import pack_for_decoding, packing_pays
 from ch04_gpt.previous_chapters import gpt2_tokenizer
 
 
@@ -143,13 +143,13 @@ def dtypes(n, checkpoint, rounds=4):
     for name, model in (("fp32", fast), ("bf16", bf16)):  # what generate runs: weights packed for decoding
         packed[name] = GPTModel(GPT_CONFIG_124M).eval().to(model.tok_emb.weight.dtype)
         packed[name].load_state_dict(model.state_dict())
-        pack_for_decoding(packed[name])
+        pack_for_decoding(packed[name], where_it_pays=False)
     runs = {"book loop (generate_text_simple), fp32": (book, lambda: generate_text_simple(book, idx, n, ctx)),
             "KV cache, fp32": (fast, lambda: generate_text_cached(fast, idx, n, ctx)),
             "KV cache, bf16": (bf16, lambda: generate_text_cached(bf16, idx, n, ctx)),
-            "KV cache, fp32, packed weights (generate --dtype float32)": (
+            "KV cache, fp32, packed weights": (
                 fast, lambda: generate_text_cached(packed["fp32"], idx, n, ctx)),
-            "KV cache, bf16, packed weights (generate's default on bf16 CPUs)": (
+            "KV cache, bf16, packed weights": (
                 bf16, lambda: generate_text_cached(packed["bf16"], idx, n, ctx))}
     try:
         import tempfile
@@ -183,9 +183,11 @@ def dtypes(n, checkpoint, rounds=4):
         print(f"| {name} | {rates[name]:.1f} | {per_token / 1e6:.0f} MB | {limit:.0f} | {rates[name] / limit:.0%} |")
     same = torch.equal(runs["KV cache, fp32"][1](), runs["book loop (generate_text_simple), fp32"][1]())
     print(f"fp32 KV cache = book loop, token for token: {same}")
-    same = torch.equal(runs["KV cache, fp32, packed weights (generate --dtype float32)"][1](),
+    same = torch.equal(runs["KV cache, fp32, packed weights"][1](),
                        runs["book loop (generate_text_simple), fp32"][1]())
     print(f"fp32 packed = book loop, token for token: {same}")
+    print(f"generate here: bf16 {'packed' if packing_pays(torch.bfloat16) else 'nn.Linear'}, "
+          f"--dtype float32 {'packed' if packing_pays(torch.float32) else 'nn.Linear'} (packing_pays)")
     differ, max_diff, positions = greedy_agreement(checkpoint)
     print(f"bf16 vs fp32, teacher-forced over the-verdict's validation text ({positions} positions, "
           f"{checkpoint}): greedy choice differs at {differ:.2%}, largest logit difference {max_diff:.3f}")

@@ -41,8 +41,8 @@ EVAL_LINE = re.compile(r"Train loss ([\d.]+), Val loss ([\d.]+)")
 def book_run(out_dir: Path, epochs: int) -> None:
     """The chapter's training run with the book's code, as a reader's script runs it."""
     from ch05_pretraining.book_loop import plot_losses, train_model_simple
-    from ch05_pretraining.previous_chapters import (
-        GPTModel, create_dataloader_v1, gpt2_tokenizer, read_data_text, save_figure)
+    from ch02_text.common import read_data_text, save_figure
+    from ch05_pretraining.previous_chapters import GPTModel, create_dataloader_v1, gpt2_tokenizer
 
     text_data = read_data_text("the-verdict.txt")
     split_idx = int(0.90 * len(text_data))

@@ -225,13 +225,24 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-        except OSError:
-            return False
+        flags = cpu_info()
         return "avx512_bf16" in flags or "amx_bf16" in flags
     return False
+
+
+def cpu_info() -> str:
+    """The text of ``/proc/cpuinfo`` (flags, vendor), or "" where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def intel_cpu() -> bool:
+    """Whether the processor is Intel's (``vendor_id: GenuineIntel``): MKL, PyTorch's fp32 matmul library on
+    x86, is tuned for these."""
+    return "GenuineIntel" in cpu_info()
 
 
 def set_seed(seed: int) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ch02_text.common import intel_cpu
+
 from .feed_forward import ACTIVATIONS, GatedFeedForward
 
 
@@ -29,6 +31,14 @@ def can_pack(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool:
     if dtype == torch.bfloat16:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return dtype == torch.float32
+
+
+def packing_pays(dtype: torch.dtype) -> bool:
+    """Whether packed weights decode faster than ``nn.Linear`` on this CPU, as measured (bench/README.md): in
+    bf16 everywhere (1.4-3x one row's speed), in fp32 not on Intel CPUs, whose fp32 ``nn.Linear`` runs MKL's
+    matrix-vector kernel at memory speed (GPT-124M on a Sapphire Rapids: 41 tokens/s unpacked, 34 packed),
+    while on AMD's packing gives 1.6x."""
+    return dtype != torch.float32 or not intel_cpu()
 
 
 class PackedLinear(nn.Module):
@@ -74,12 +84,13 @@ class PackedGatedFeedForward(nn.Module):
         return self.fc3(ACTIVATIONS[self.activation](gate) * up)
 
 
-def pack_for_decoding(model: nn.Module) -> int:
+def pack_for_decoding(model: nn.Module, where_it_pays: bool = True) -> int:
     """Replace every ``nn.Linear`` of ``model`` by a ``PackedLinear`` (a gated MLP's gate and up stacked into one)
-    where the model's dtype and device allow it (see ``can_pack``); returns how many linears were packed. Do it last: the packed model cannot change dtype or device,
-    and trains no more."""
+    where the model's dtype and device allow it (see ``can_pack``) and, with ``where_it_pays``, where it is the
+    faster (``packing_pays``); returns how many linears were packed. Do it last: the packed model cannot
+    change dtype or device, and trains no more."""
     first = next(model.parameters())
-    if not can_pack(first.dtype, first.device):
+    if not can_pack(first.dtype, first.device) or (where_it_pays and not packing_pays(first.dtype)):
         return 0
     count = 0
     for kind, packed in ((GatedFeedForward, PackedGatedFeedForward), (nn.Linear, PackedLinear)):

@@ -164,7 +164,10 @@ def add_run_options(p):
     add_device_argument(run)
     run.add_argument("--book", action="store_true",
                      help="the book's exact loop: the book's layers, fp32, plain AdamW, glibc's default allocator")
-    run.add_argument("--no-amp", action="store_true", help="fast path without bf16 autocast")
+    run.add_argument("--no-amp", action="store_true",
+                     help="fast path without bf16 autocast (by default autocast runs where the CPU or GPU has "
+                          "bf16; on a CPU, attention over short windows, under 256 tokens x 64 dims per head, "
+                          "trains in fp32 within it: measured faster, bench/README.md)")
     run.add_argument("--own-dropout", action="store_true",
                      help="draw dropout masks from the model's own generator, four per 64-bit draw, instead of "
                           "PyTorch's dropout from the global generator (fewer random draws; the losses then "

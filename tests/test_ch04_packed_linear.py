@@ -8,7 +8,7 @@ from ch04_gpt.config import model_config
 from ch04_gpt.families import FAMILIES
 from ch04_gpt.generate import generate_batch, generate_text_cached
 from ch04_gpt.model import GPTModel
-from ch04_gpt.packed_linear import PackedLinear, can_pack, pack_for_decoding
+from ch04_gpt.packed_linear import PackedLinear, can_pack, pack_for_decoding, packing_pays
 
 needs_packing = pytest.mark.skipif(not can_pack(torch.float32), reason="this PyTorch has no oneDNN")
 
@@ -49,7 +49,23 @@ def test_a_packed_model_decodes_the_same_tokens(family):
     expected = generate_text_cached(model, prompt, 40, 32)  # past the context: the window slides
     batch = generate_batch(model, [[5, 17], [42, 8, 1]], 10)
     linears = sum(type(m) is torch.nn.Linear for m in model.modules())
-    assert pack_for_decoding(model) == linears > 0
+    assert pack_for_decoding(model, where_it_pays=False) == linears > 0
     assert not any(type(m) is torch.nn.Linear for m in model.modules())
     assert torch.equal(generate_text_cached(model, prompt, 40, 32), expected)
     assert generate_batch(model, [[5, 17], [42, 8, 1]], 10) == batch
+
+
+@needs_packing
+def test_fp32_stays_unpacked_on_intel_where_mkl_is_the_faster(monkeypatch):
+    import ch04_gpt.packed_linear as packed_linear
+
+    def tiny():
+        return GPTModel(model_config("gpt2-small", vocab_size=50, context_length=8, emb_dim=16, n_heads=2,
+                                     n_layers=1)).eval()
+
+    for intel in (True, False):
+        monkeypatch.setattr(packed_linear, "intel_cpu", lambda intel=intel: intel)
+        assert packing_pays(torch.float32) is not intel and packing_pays(torch.bfloat16)
+        model = tiny()
+        linears = sum(type(m) is torch.nn.Linear for m in model.modules())
+        assert pack_for_decoding(model) == (0 if intel else linears)

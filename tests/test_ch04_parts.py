@@ -251,3 +251,22 @@ def test_the_presets_table_lists_every_preset(capsys):
     main([])
     out = capsys.readouterr().out
     assert all(f"| {name} |" in out for name in ALL_PRESETS) and "| qwen3-30b-a3b | Qwen3-MoE | 30,532.1M | 3,353.0M |" in out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_the_cache_never_reads_a_position_it_did_not_write(family, monkeypatch):
+    """Plain layers' caches are allocated without zeroing: fill them with NaN and decoding is unchanged."""
+    import ch04_gpt.kv_cache as kv_cache
+
+    model = randomised(GPTModel(tiny(family, n_layers=6)))  # Gemma 3: five sliding layers, then a global one
+    idx = torch.tensor([[5, 7, 11, 2]])
+    expected = generate_text_simple(model, idx, 30, 24)  # past the context and the windows
+    real_empty = torch.empty
+    monkeypatch.setattr(kv_cache.torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
+    cache = model.new_kv_cache(1)
+    assert any(torch.isnan(k).all() for k in cache.keys)
+    assert not any(torch.isnan(k).any() for k, w in zip(cache.keys, cache.windows) if w is not None)
+    assert torch.equal(generate_text_cached(model, idx, 30, 24), expected)
+    assert generate_batch(model, [[5, 7, 11, 2], [3]], 12) == [expected[0, 4:16].tolist(),
+                                                               generate_text_simple(model, torch.tensor([[3]]), 12,
+                                                                                    24)[0, 1:].tolist()]
