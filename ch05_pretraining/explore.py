@@ -73,8 +73,8 @@ def main(argv=None):
             host, port = server.server_address[:2]
             url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
             print(f"serving on {url}", flush=True)
-            if args.open:
-                webbrowser.open(url)
+            if args.open and not webbrowser.open(url):
+                print(f"--open: no browser found here; open {url} in one", flush=True)
             try:
                 server.serve_forever(poll_interval=0.25)
             except KeyboardInterrupt:

@@ -352,3 +352,27 @@ def test_every_kind_of_checkpoint_is_explored(kind, tok, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_open_without_a_browser_says_so(checkpoint):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BROWSER": "false"}  # a "browser" that fails
+    proc = subprocess.Popen([sys.executable, "-m", "ch05_pretraining.explore", "--checkpoint", str(checkpoint),
+                             "--port", "0", "--device", "cpu", "--open"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        url = proc.stdout.readline().split()[-1]
+        assert proc.stdout.readline() == f"--open: no browser found here; open {url} in one\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) in (0, 130)
+    finally:
+        proc.kill()
+
+
+def test_a_default_prompt_the_tokenizer_cannot_encode_falls_back_to_a_character(tmp_path):
+    from ch05_pretraining.engine.model_source import encodable_prompt, load_model
+
+    tok = choose_tokenizer("char", text="abc abc\n")
+    assert encodable_prompt("cab", tok) == "cab" and encodable_prompt("Every effort moves you", tok) == "\n"
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, tiny_model(tok), tokenizer=tokenizer_to_dict(tok), run_options={})
+    assert load_model(str(path))[2] == "\n"  # the run stored no --start-context: not "Every effort moves you"

@@ -62,7 +62,17 @@ def load_model(checkpoint=None, gpt2=None, hf=None, tokenizer=None, n_heads=None
     if model.cfg["vocab_size"] < tok.n_vocab:
         raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
                               f"has {tok.n_vocab:,} ids: it was not trained with this tokenizer")
-    return model.eval(), tok, prompt
+    return model.eval(), tok, encodable_prompt(prompt, tok)
+
+
+def encodable_prompt(prompt: str, tok) -> str:
+    """``prompt``, or where ``tok`` cannot encode it (a character tokenizer of a text without some of its
+    letters) the first character it knows: a default prompt must not be the first error a reader sees."""
+    try:
+        tok.encode(prompt)
+        return prompt
+    except UserInputError:
+        return tok.decode([0])
 
 
 def _checkpoint_tokenizer(ckpt, name, source):
