@@ -7,8 +7,8 @@ For each shape a model with random weights is written by transformers (``save_pr
 folders are), then, as separate processes, loaded by ``load_hf`` and by ``from_pretrained``: peak RSS above
 the process's baseline (every weight read once, so memory-mapped pages count) and seconds. Then both decode the same prompt greedily, batch 1, in fp32 and in bf16,
 beside the memory-bandwidth limit (weight bytes read per token / measured copy bandwidth): ours with nn.Linear,
-transformers, and ours with the weights packed for decoding (``pack_for_decoding``, what ``generate`` runs); the
-tokens are checked equal.
+transformers, and ours with the weights packed for decoding (``pack_for_decoding``); the row that ``generate``
+runs on this CPU is marked (``packing_pays``), and the tokens are checked equal.
 """
 
 from __future__ import annotations
