@@ -56,9 +56,12 @@ class Drafts:
 
 
 def can_look_ahead(model, idx, max_new_tokens, context_size) -> bool:
-    """Whether ``generate_greedy_lookahead`` applies: one row, a model with a plain KV cache (no
-    sliding-window ring), and prompt + new tokens within the context (no window to slide)."""
-    if idx.shape[0] != 1 or not getattr(model, "supports_kv_cache", False):
+    """Whether ``generate_greedy_lookahead`` applies: one row of at least one token, an fp32 model (in bf16 a
+    pass over several positions rounds otherwise than one-token steps, and near-ties then go another way) with
+    a plain KV cache (no sliding-window ring), and prompt + new tokens within the context (no window to slide)."""
+    if idx.shape[0] != 1 or idx.shape[1] == 0 or not getattr(model, "supports_kv_cache", False):
+        return False
+    if model.tok_emb.weight.dtype != torch.float32:
         return False
     cfg = model.cfg
     return (all(cfg.window(i) is None for i in range(cfg.n_layers))

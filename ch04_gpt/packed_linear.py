@@ -36,7 +36,7 @@ def can_pack(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool:
 def packing_pays(dtype: torch.dtype) -> bool:
     """Whether packed weights decode faster than ``nn.Linear`` on this CPU, as measured (bench/README.md): in
     bf16 everywhere (1.4-3x one row's speed), in fp32 not on Intel CPUs, whose fp32 ``nn.Linear`` runs MKL's
-    matrix-vector kernel at memory speed (GPT-124M on a Sapphire Rapids: 41 tokens/s unpacked, 34 packed),
+    matrix-vector kernel at memory speed (GPT-124M on a Sapphire Rapids: 46 tokens/s unpacked, 39 packed),
     while on AMD's packing gives 1.6x."""
     return dtype != torch.float32 or not intel_cpu()
 

@@ -201,6 +201,10 @@ def test_short_sequences_train_their_attention_in_fp32_under_bf16():
     assert torch.equal(attend(long_q, long_k, long_v, is_causal=True),
                        F.scaled_dot_product_attention(long_q, long_k, long_v, is_causal=True))
 
+    causal = torch.ones(16, 16, dtype=torch.bool).tril()
+    additive = torch.zeros(16, 16, dtype=torch.bfloat16).masked_fill(~causal, float("-inf"))
+    assert torch.equal(attend(q, k, v, attn_mask=additive), attend(q, k, v, attn_mask=causal))  # float masks too
+
     x = torch.randn(2, 16, 32, requires_grad=True)  # fp32 queries under bf16 autocast: bf16 out, as autocast's
     att = FastMultiHeadAttention(32, 32, 16, 0.0, num_heads=4)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -1,4 +1,7 @@
+import pytest
 import torch
+
+from ch02_text.common import UserInputError
 
 from ch04_gpt.generate import generate_text_cached, generate_text_simple
 from ch04_gpt.lookahead import Drafts, can_look_ahead, generate_greedy_lookahead
@@ -36,6 +39,9 @@ def test_lookahead_falls_back_where_it_cannot_guess():
     book = model()
     assert can_look_ahead(book, idx, 10, 64) and not can_look_ahead(book, idx, 62, 64)  # past the context
     assert not can_look_ahead(book, torch.tensor([[1, 2], [3, 4]]), 10, 64)  # batches
+    assert not can_look_ahead(model().to(torch.bfloat16), idx, 10, 64)  # bf16 rounds several rows otherwise
+    with pytest.raises(UserInputError, match="zero tokens"):  # generate_loop's sentence, not an IndexError
+        generate_greedy_lookahead(book, torch.zeros(1, 0, dtype=torch.long), 5, 64)
     book_layers = GPTModel({**TINY, "context_length": 64}, impl="book").eval()
     assert not can_look_ahead(book_layers, idx, 10, 64)
     assert torch.equal(generate_greedy_lookahead(book_layers, idx, 10, 64),

@@ -261,8 +261,8 @@ def test_the_cache_never_reads_a_position_it_did_not_write(family, monkeypatch):
     model = randomised(GPTModel(tiny(family, n_layers=6)))  # Gemma 3: five sliding layers, then a global one
     idx = torch.tensor([[5, 7, 11, 2]])
     expected = generate_text_simple(model, idx, 30, 24)  # past the context and the windows
-    real_empty = torch.empty
-    monkeypatch.setattr(kv_cache.torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
+    real = kv_cache.unzeroed
+    monkeypatch.setattr(kv_cache, "unzeroed", lambda *a, **k: real(*a, **k).fill_(float("nan")))
     cache = model.new_kv_cache(1)
     assert any(torch.isnan(k).all() for k in cache.keys)
     assert not any(torch.isnan(k).any() for k, w in zip(cache.keys, cache.windows) if w is not None)
