@@ -71,13 +71,12 @@ def attend(q, k, v, **sdpa_options):
     """
     short = q.shape[-2] * q.shape[-1] < SHORT_ATTENTION
     if short and q.requires_grad and torch.is_grad_enabled() and bf16_on_cpu(q):
-        out_dtype = q.dtype if q.dtype != torch.float32 else torch.bfloat16  # autocast's would be bf16
         mask = sdpa_options.get("attn_mask")
         if mask is not None and mask.is_floating_point():  # an additive mask: in the queries' dtype
             sdpa_options = {**sdpa_options, "attn_mask": mask.float()}
         with torch.autocast("cpu", enabled=False):
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **sdpa_options)
-        return out.to(out_dtype)
+        return out.to(torch.bfloat16)  # as bf16 SDPA, or autocast's, would return it
     return F.scaled_dot_product_attention(q, k, v, **sdpa_options)
 
 
