@@ -1,8 +1,11 @@
 """Forward+backward time of the book's attention classes vs the fused SDPA fast path.
 
     python -m bench.attention_speed            # (8, 1024, 768), 12 heads, CPU
+    python -m bench.attention_speed --batch 2 --tokens 256 --dropout 0.1 --bf16   # the book's training run
 
-Prints seconds per forward+backward and each variant's speed relative to the book MHA.
+Prints seconds per forward+backward and each variant's speed relative to the book MHA. With ``--dropout``
+it adds the fast module's earlier path for dropout in training, SDPA's own dropout, beside the one it
+takes on a CPU now (``attend_with_dropout``); all of them draw the same masks from the global generator.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ import torch
 
 from bench.timing import machine_line, median_seconds
 from ch03_attention.attention import MultiHeadAttention, MultiHeadAttentionWrapper
-from ch03_attention.fast_attention import FastMultiHeadAttention
+from ch03_attention.fast_attention import FastMultiHeadAttention, attend
+
+
+class SDPADropout(FastMultiHeadAttention):
+    """The fast module with SDPA's own dropout in training (its path on a CPU before ``attend_with_dropout``)."""
+
+    def attend_with_dropout(self, q, k, v, mask, dropout_p):
+        return attend(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None, scale=self.sdpa_scale)
 
 
 def main(argv=None):
@@ -23,30 +33,38 @@ def main(argv=None):
     p.add_argument("--emb-dim", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the attention weights, in training (default: 0)")
+    p.add_argument("--bf16", action="store_true", help="under bf16 autocast, as the train CLI on a bf16 CPU")
     args = p.parse_args(argv)
 
     d, h = args.emb_dim, args.heads
     torch.manual_seed(123)
-    book = MultiHeadAttention(d, d, args.tokens, 0.0, h)
+    book = MultiHeadAttention(d, d, args.tokens, args.dropout, h)
     variants = {
-        "wrapper (12 CausalAttention heads)": MultiHeadAttentionWrapper(d, d // h, args.tokens, 0.0, h),
+        "wrapper (12 CausalAttention heads)": MultiHeadAttentionWrapper(d, d // h, args.tokens, args.dropout, h),
         "book MultiHeadAttention": book,
-        "fast MHA (fused QKV + SDPA)": FastMultiHeadAttention.from_book(book),
+        "fast MHA (fused QKV + " + ("attend_with_dropout)" if args.dropout else "SDPA)"):
+            FastMultiHeadAttention.from_book(book),
     }
+    if args.dropout:
+        variants["fast MHA with SDPA's dropout (before)"] = SDPADropout.from_book(book)
     x = torch.randn(args.batch, args.tokens, d)
 
     def step(module):
         module.zero_grad(set_to_none=True)
-        module(x).sum().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            out = module(x)
+        out.float().sum().backward()
 
     print(f"machine: {machine_line()}")
-    print(f"input {tuple(x.shape)}, {h} heads, forward+backward, median of {args.iters}")
+    print(f"input {tuple(x.shape)}, {h} heads, forward+backward, median of {args.iters}, dropout {args.dropout}"
+          f"{', bf16 autocast' if args.bf16 else ''}")
     times = {name: median_seconds(lambda m=m: step(m), iters=args.iters) for name, m in variants.items()}
     ref = times["book MultiHeadAttention"]
     results = {}
     for name, t in times.items():
         results[name] = ref / t
-        print(f"{name:38s} {t * 1000:9.1f} ms   speed vs book MHA: {ref / t:5.2f}x")
+        print(f"{name:46s} {t * 1000:9.1f} ms   speed vs book MHA: {ref / t:5.2f}x")
     return results
 
 

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,40 @@ def test_help_is_useful():
     out = subprocess.run([sys.executable, "-m", "ch02_text", "--help"], capture_output=True, text=True,
                          cwd=common.REPO_ROOT)
     assert out.returncode == 0 and "Chapter 2" in out.stdout
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["direct", "refused-mid-file"])
+def test_direct_atomic_writes_keep_every_byte(tmp_path, monkeypatch, refused):
+    """Odd-sized writes across several chunks land byte for byte, the padding of the last chunk cut;
+    a file system that refuses O_DIRECT writes gets the same bytes plainly."""
+    import errno
+
+    monkeypatch.setattr(common.DirectWriter, "CHUNK", 3 * 4096)
+    real_write, refusals = os.write, []
+
+    def write(fd, data):
+        if refused and not refusals:
+            refusals.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(common.os, "write", write)
+    data = bytes(range(256)) * 200 + b"tail"  # 51,204 bytes: four chunks and a piece
+    target = tmp_path / "big.bin"
+    with common.atomic_writer(target, direct=True) as f:
+        for start in range(0, len(data), 5000):
+            assert f.write(data[start:start + 5000]) == len(data[start:start + 5000])
+        f.flush()
+        if refused:
+            assert not f.direct
+    assert target.read_bytes() == data and [p.name for p in tmp_path.iterdir()] == ["big.bin"]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_direct_atomic_write_that_fails_leaves_nothing(tmp_path):
+    target = tmp_path / "big.bin"
+    with pytest.raises(RuntimeError):
+        with common.atomic_writer(target, direct=True) as f:
+            f.write(b"x" * 10_000)
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []

@@ -81,6 +81,31 @@ def test_fast_and_book_model_same_gradients():
         torch.testing.assert_close(p.grad, book_grads[name], atol=1e-5, rtol=1e-4)
 
 
+def test_fast_and_book_model_train_alike_with_the_books_dropout_masks():
+    """In training on a CPU the fast model drops what the book's model drops: the same draws from the
+    global generator, in the same order (embeddings, attention weights, shortcuts), so losses and
+    gradients agree and the generator ends in the same state."""
+    torch.manual_seed(3)
+    book = GPTModel({**TINY, "drop_rate": 0.5}, impl="book")
+    fast = GPTModel({**TINY, "drop_rate": 0.5})
+    fast.load_state_dict(book_to_fast_state_dict(book.state_dict()))
+    idx, target = torch.randint(0, 97, (2, 12)), torch.randint(0, 97, (2, 12))
+    losses, states = [], []
+    for model in (book, fast):
+        torch.manual_seed(11)
+        loss = F.cross_entropy(model.train()(idx).flatten(0, 1), target.flatten())
+        loss.backward()
+        losses.append(loss)
+        states.append(torch.get_rng_state())
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=0)
+    assert torch.equal(states[0], states[1])
+    torch.manual_seed(12)
+    assert not torch.allclose(F.cross_entropy(fast(idx).flatten(0, 1), target.flatten()), losses[1])  # masks
+    book_grads = book_to_fast_state_dict({n: p.grad for n, p in book.named_parameters()})
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, book_grads[name], atol=1e-5, rtol=1e-4)
+
+
 def test_shortcut_gradient_known_answers():
     sample = torch.tensor([[1., 0., -1.]])
     torch.manual_seed(123)

@@ -33,6 +33,24 @@ def test_round_trip_model_optimizer_and_metadata(tmp_path):
     torch.testing.assert_close(rebuilt.eval()(idx), model.eval()(idx))
 
 
+def test_saved_without_zip_checksums_and_the_setting_restored(tmp_path):
+    """The checksums that torch.load never reads are not computed (most of a 2 GB save's time), for
+    the checkpoint only: torch.save elsewhere keeps PyTorch's default."""
+    import zipfile
+
+    from torch.utils.serialization import config
+
+    model, opt = make()
+    path = save_checkpoint(tmp_path / "ck.pt", model, opt)
+    with zipfile.ZipFile(path) as archive:
+        assert {info.CRC for info in archive.infolist()} == {0}
+    assert config.save.compute_crc32
+    torch.save({"w": torch.ones(3)}, tmp_path / "plain.pt")
+    with zipfile.ZipFile(tmp_path / "plain.pt") as archive:
+        assert archive.testzip() is None  # every record has its real checksum
+    assert load_checkpoint(path, GPTModel(TINY))["step"] == 0
+
+
 def test_loads_with_weights_only(tmp_path, monkeypatch):
     model, opt = make()
     path = save_checkpoint(tmp_path / "ck.pt", model, opt)
