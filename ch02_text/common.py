@@ -188,8 +188,9 @@ class DirectWriter:
         return self
 
     def __exit__(self, *exc):
-        self.view.release()
-        self.buffer.close()
+        with contextlib.suppress(BufferError):  # a slice still held while an error unwinds: keep that error
+            self.view.release()
+            self.buffer.close()
 
 
 def _set_direct_io(fd: int, on: bool) -> bool:

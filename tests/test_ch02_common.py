@@ -100,6 +100,9 @@ def test_direct_atomic_writes_keep_every_byte(tmp_path, monkeypatch, refused):
         return real_write(fd, data)
 
     monkeypatch.setattr(common.os, "write", write)
+    if refused:  # O_DIRECT taken at first, wherever the system has it or not, so the refusal is what is tested
+        real_set = common._set_direct_io
+        monkeypatch.setattr(common, "_set_direct_io", lambda fd, on: real_set(fd, on) or on)
     data = bytes(range(256)) * 200 + b"tail"  # 51,204 bytes: four chunks and a piece
     target = tmp_path / "big.bin"
     with common.atomic_writer(target, direct=True) as f:
