@@ -1,6 +1,6 @@
 """The whole training run, not only its steps: the book's chapter-5 run as whole processes, in turn.
 
-    python -m bench.whole_run                   # book loop, then the train CLI without and with --own-dropout
+    python -m bench.whole_run                   # book loop, then the train CLI in three ways
     python -m bench.whole_run --epochs 2        # a shorter check
 
 Each variant is a fresh ``python`` process timed from start to exit (imports, data, model, training,
@@ -9,7 +9,10 @@ evaluation, samples, plot, saving): what a reader waits for.
 - ``book``: the chapter's run as the book's code does it: ``train_model_simple`` with the book's layers
   (seed 123, AdamW lr 4e-4 wd 0.1, 10 epochs, evaluation every 5 steps over 5 batches), the loss plot,
   then ``torch.save(model.state_dict(), "model.pth")``.
-- ``cli``: ``python -m ch05_pretraining.train --breakdown``, the default (fast path, PyTorch's dropout).
+- ``cli``: ``python -m ch05_pretraining.train --breakdown``, the default (fast path, the book's dropout masks
+  drawn ahead of each step on two cores).
+- ``cli, masks one by one``: the default with each dropout mask drawn when its layer asks, on one core
+  (as before the masks were drawn ahead on two cores); the same masks, so the same losses.
 - ``cli --own-dropout``: the same with dropout masks from the model's own generator.
 
 The CLI's runs also save the resumable checkpoint (weights and AdamW state, 2 GB for GPT-124M), which
@@ -76,9 +79,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.whole_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=10, help="epochs of every run (10)")
-    p.add_argument("--child", choices=["book"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["book", "one-by-one"], help=argparse.SUPPRESS)
     p.add_argument("--out-dir", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
+    if args.child == "one-by-one":  # the train CLI with PyTorch's dropout drawing each mask as asked
+        import ch05_pretraining.train as train
+
+        train.use_prefetched_dropout = lambda model: None
+        return train.main([*rest, "--epochs", str(args.epochs)])
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.child == "book":
         torch.set_num_threads(physical_cores())
         return book_run(Path(args.out_dir), args.epochs)
@@ -98,6 +108,8 @@ def main(argv=None):
                  ["-m", "bench.whole_run", "--child", "book", "--out-dir", tmp, *epochs]),
                 ("train CLI", ["-m", "ch05_pretraining.train", "--breakdown", "--no-progress", "--out",
                                f"{tmp}/t.pt", *epochs]),
+                ("train CLI, masks one by one", ["-m", "bench.whole_run", "--child", "one-by-one", "--breakdown",
+                                                 "--no-progress", "--out", f"{tmp}/o.pt", *epochs]),
                 ("train CLI --own-dropout", ["-m", "ch05_pretraining.train", "--breakdown", "--own-dropout",
                                              "--no-progress", "--out", f"{tmp}/f.pt", *epochs])]
         for name, command in runs:

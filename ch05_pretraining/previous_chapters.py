@@ -14,6 +14,7 @@ from ch02_text.tokenizers import SPECIAL_TOKENS, gpt2_tokenizer  # noqa: F401
 from ch03_attention.attention import CausalAttention, MultiHeadAttention  # noqa: F401
 from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout  # noqa: F401
 from ch03_attention.fast_attention import book_to_fast_state_dict, fast_to_book_state_dict  # noqa: F401
+from ch03_attention.prefetched_dropout import book_masks, use_prefetched_dropout  # noqa: F401
 from ch04_gpt.attention_maps import ATTENTION_CLASSES, forward_with_attention  # noqa: F401
 from ch04_gpt.config import (  # noqa: F401
     ALL_PRESETS, GPT_CONFIG_124M, MODEL_PRESETS, ModelConfig, estimate, model_config, preset_heads, preset_values,

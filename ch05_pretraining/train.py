@@ -53,7 +53,8 @@ from .book_loop import plot_losses
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint
 from .previous_chapters import (
     ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
-    init_gpt2_weights, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout, validate_config,
+    init_gpt2_weights, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout,
+    use_prefetched_dropout, validate_config,
 )
 from .engine.resume import merge_resume_options, restore
 from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
@@ -436,7 +437,7 @@ def choose_config(args, explicit, resume, pretrained, tokenizer):
 
 def build_model(args, cfg, runtime, device, rank, resume, pretrained):
     """(model, optimizer) on ``device``: initial weights (the book's, GPT-2's, a folder's or the checkpoint's),
-    own dropout if asked, sharded under --fsdp before the optimizer is made."""
+    own dropout if asked (else on a CPU the book's masks drawn ahead), sharded under --fsdp before the optimizer is made."""
     set_seed(args.seed)
     model = GPTModel(cfg, impl=runtime.impl)
     if pretrained is not None:  # its weights, as fp32 master weights (autocast computes in bf16 where it pays)
@@ -447,6 +448,8 @@ def build_model(args, cfg, runtime, device, rank, resume, pretrained):
     if runtime.own_dropout and cfg.drop_rate > 0:  # its own stream: one per process under torchrun
         generator = torch.Generator(device).manual_seed(args.seed + DROPOUT_SEED_OFFSET + rank)
         use_generator_dropout(model, generator)
+    elif runtime.masks_ahead and cfg.drop_rate > 0 and not args.compile:
+        use_prefetched_dropout(model)  # the book's masks, drawn before each forward pass on two cores
     if resume is not None:
         apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
     if args.fsdp:

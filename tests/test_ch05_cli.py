@@ -260,3 +260,26 @@ def test_own_dropout_run_resumes_bit_for_bit(corpus, tmp_path):
     assert resumed.train_losses == whole.train_losses and resumed.val_losses == whole.val_losses
     default = train(["--data", str(corpus), "--epochs", "2", "--out", str(tmp_path / "d.pt"), *TINY_ARGS])
     assert default.train_losses != whole.train_losses  # other masks: the option is in effect
+
+
+def test_default_run_draws_the_books_masks_ahead_and_changes_nothing(corpus, tmp_path, monkeypatch):
+    """On a CPU `train` draws each step's dropout masks before the step, on two cores (thresholds lowered so
+    that a tiny model splits them too): the run is the one PyTorch's own dropout gives, loss for loss."""
+    import torch
+
+    import ch03_attention.prefetched_dropout as prefetched
+    import ch05_pretraining.train as train_module
+
+    monkeypatch.setattr(prefetched, "TWO_CORES_FROM", 1000)
+    monkeypatch.setattr(prefetched, "JUMP_HEAD_START", 10)
+    calls = []
+    real = prefetched._draw_from_jump
+    monkeypatch.setattr(prefetched, "_draw_from_jump", lambda *a: calls.append(1) or real(*a))
+    args = ["--data", str(corpus), "--epochs", "2", *TINY_ARGS]
+    ahead = train([*args, "--out", str(tmp_path / "ahead.pt")])
+    assert len(calls) >= ahead.global_step  # every step but the first, which learns the plan
+    monkeypatch.setattr(train_module, "use_prefetched_dropout", lambda model: None)
+    plain = train([*args, "--out", str(tmp_path / "plain.pt")])
+    assert len(calls) <= ahead.global_step + 1
+    assert (ahead.train_losses, ahead.val_losses) == (plain.train_losses, plain.val_losses)
+    assert torch.equal(ahead.rng_now["torch"], plain.rng_now["torch"])

@@ -110,6 +110,7 @@ class Runtime:
     fused_adamw: bool
     keep_heap: bool
     own_dropout: bool = False  # dropout masks from the model's own generator (use_generator_dropout)
+    masks_ahead: bool = False  # the book's masks drawn ahead on two cores (use_prefetched_dropout): CPU only
 
     @classmethod
     def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
@@ -118,7 +119,7 @@ class Runtime:
             return cls(impl="book", amp_dtype=None, fused_adamw=False, keep_heap=False)
         return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
                    fused_adamw=device.type in ("cpu", "cuda"), keep_heap=device.type == "cpu",
-                   own_dropout=own_dropout)
+                   own_dropout=own_dropout, masks_ahead=device.type == "cpu" and not own_dropout)
 
     def apply(self, device: torch.device, threads: int | None = None) -> None:
         """Set the process-wide parts: CPU threads (default: physical cores) and glibc's heap."""

@@ -29,7 +29,7 @@ from ch02_text.common import UserInputError
 from ch04_gpt.lookahead import Drafts, generate_greedy_lookahead
 
 from ..loss import calc_loss_batch, evaluate_model
-from ..previous_chapters import dropout_generator
+from ..previous_chapters import book_masks, dropout_generator
 from ..tokens import text_to_token_ids, token_ids_to_text
 from ..book_loop import format_eval_line
 
@@ -256,6 +256,7 @@ class Trainer:
         self.log, self.progress, self.is_main, self.on_step = log, progress, is_main, on_step
         self.raw_model = unwrap(model)
         self.dropout_generator = dropout_generator(self.raw_model)  # its state is part of the RNG snapshots
+        self.book_masks = book_masks(self.raw_model)  # the book's dropout masks, drawn before each forward pass
         self.clock = clock or _NoClock()
         self.drafts = None  # guesses for the per-epoch samples (training_drafts), built at the first one
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
@@ -296,7 +297,8 @@ class Trainer:
         ``group_size``: micro-batches in this optimizer step; their gradients add up to the
         mean over the group.
         """
-        with self.autocast():
+        masks_ahead = self.book_masks.ahead(tuple(input_batch.shape)) if self.book_masks else contextlib.nullcontext()
+        with self.autocast(), masks_ahead:
             loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
         total = loss
         aux = self.raw_model.router_aux_loss() if hasattr(self.raw_model, "router_aux_loss") else None
