@@ -335,7 +335,8 @@ def run(args, explicit=None, started=None):
         epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
         grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype,
-        sample_tokens=0 if args.fsdp else 50)  # a sharded sample would need every rank: none
+        sample_tokens=0 if args.fsdp else 50,  # a sharded sample would need every rank: none
+        eval_by_rows=runtime.impl == "fast")
 
     with timed("start-up: building the model"):
         model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)

@@ -212,6 +212,41 @@ def test_evaluation_under_autocast_casts_each_weight_once(text):
     assert casts == len(model.trf_blocks)  # one cast of each block's weight, not one per batch
 
 
+def test_loss_by_rows_equals_one_cross_entropy_over_all_rows():
+    """From bf16 logits (the fast path's evaluation) and fp32, a row count no multiple of the slice."""
+    import torch.nn.functional as F
+
+    from ch05_pretraining.loss import cross_entropy_by_rows
+
+    torch.manual_seed(0)
+    logits, targets = torch.randn(203, 1000) * 4, torch.randint(0, 1000, (203,))
+    for x in (logits, logits.bfloat16()):
+        torch.testing.assert_close(cross_entropy_by_rows(x, targets), F.cross_entropy(x.float(), targets),
+                                   atol=2e-6, rtol=0)
+    assert cross_entropy_by_rows(logits, targets).dtype == torch.float32
+    assert not torch.allclose(cross_entropy_by_rows(logits, targets.roll(1)), F.cross_entropy(logits, targets))
+
+
+def test_fast_evaluation_by_rows_gives_the_books_losses(text, monkeypatch):
+    """The trainer's evaluation with ``eval_by_rows`` (the CLI's fast path) against the book's loss, on the
+    same weights and batches; and it is the one that runs."""
+    import ch05_pretraining.loss as loss
+
+    calls = []
+    real = loss.cross_entropy_by_rows
+    monkeypatch.setattr(loss, "cross_entropy_by_rows", lambda *a: calls.append(1) or real(*a))
+    tl, vl = loaders(text)
+    model, opt = fresh(impl="fast")
+    losses = []
+    for by_rows in (False, True):
+        state = TrainState()
+        torch.manual_seed(5)
+        Trainer(model, opt, tl, vl, "cpu", TrainSettings(eval_iter=3, eval_by_rows=by_rows),
+                log=lambda *a: None)._evaluate(state, epoch=0)
+        losses.append((state.train_losses[0], state.val_losses[0]))
+    assert calls and losses[0] == pytest.approx(losses[1], abs=1e-6)
+
+
 def test_per_epoch_samples_guessed_from_the_training_text_are_greedy_decoding(text, gpt2_tok):
     from ch04_gpt.generate import generate_text_simple
     from ch05_pretraining.engine.trainer import sample_text, training_drafts

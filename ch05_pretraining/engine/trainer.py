@@ -28,7 +28,7 @@ import torch
 from ch02_text.common import UserInputError
 from ch04_gpt.lookahead import Drafts, generate_greedy_lookahead
 
-from ..loss import calc_loss_batch, evaluate_model
+from ..loss import calc_eval_loss_batch, calc_loss_batch, evaluate_model
 from ..previous_chapters import book_masks, dropout_generator
 from ..tokens import text_to_token_ids, token_ids_to_text
 from ..book_loop import format_eval_line
@@ -75,6 +75,7 @@ class TrainSettings:
     start_context: str = "Every effort moves you"
     sample_tokens: int = 50
     max_steps: int | None = None  # a budget in optimizer steps instead of epochs (the schedule spans it)
+    eval_by_rows: bool = False  # evaluation losses by cross_entropy_by_rows (the fast path), else the book's
 
     def __post_init__(self):
         if self.max_steps is not None and self.max_steps < 1:
@@ -321,7 +322,8 @@ class Trainer:
     def _evaluate(self, state: TrainState, epoch: int):
         with self.autocast(), self.no_autograd():
             train_loss, val_loss = evaluate_model(
-                self.raw_model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter)
+                self.raw_model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter,
+                calc_eval_loss_batch if self.settings.eval_by_rows else calc_loss_batch)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             both = torch.tensor([train_loss, val_loss], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(both)  # mean over processes
