@@ -107,7 +107,7 @@ class FastMultiHeadAttention(nn.Module):
         self.scale = scale or self.head_dim ** -0.5
         self.sdpa_scale = None if scale in (None, self.head_dim ** -0.5) else scale  # None: SDPA's own default
         self.window = window
-        self.weight_dropout = None  # a GeneratorDropout for the weights (use_generator_dropout), else F.dropout's
+        self.weight_dropout = None  # its dropout (use_generator_dropout, use_prefetched_dropout); None: F.dropout
         q_width, kv_width = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         self.split_sizes = (q_width, kv_width, kv_width)
         self.qkv = nn.Linear(d_in, q_width + 2 * kv_width, bias=qkv_bias)
@@ -155,7 +155,8 @@ class FastMultiHeadAttention(nn.Module):
     def attend_with_dropout(self, q, k, v, mask, dropout_p):
         """Causal attention in training, its weights dropped as the book drops them (listing 3.5).
 
-        With ``self.weight_dropout`` (a ``GeneratorDropout``) the masks come from its generator; otherwise
+        With ``self.weight_dropout`` the masks come from it (a ``GeneratorDropout``'s generator, or a
+        ``PrefetchedDropout``'s masks drawn ahead, the same as ``F.dropout``'s); otherwise
         from ``F.dropout``: PyTorch's global generator, one draw per weight in the order SDPA's CPU kernel
         (and the book's class) draws them, so the masks are the book's. On a CPU this is faster than SDPA
         with dropout, whose kernel guards against fully masked rows (a causal mask has none): the book run's

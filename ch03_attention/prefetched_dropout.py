@@ -45,7 +45,10 @@ def draws_as_planned() -> bool:
     g = torch.Generator().manual_seed(2024)
     parts = [torch.empty(n, dtype=dtype).bernoulli_(0.7, generator=g) for n, dtype in
              ((3, torch.float32), (5, torch.bfloat16))]
-    after = TwisterState.of(g)
+    try:
+        after = TwisterState.of(g)
+    except ValueError:  # another generator state layout: draw the masks as PyTorch does
+        return False
     whole = torch.empty(8, dtype=torch.bool).bernoulli_(0.7, generator=torch.Generator().manual_seed(2024))
     return (torch.equal(torch.cat(parts).bool(), whole)
             and after.pos == 8 * WORDS_PER_ELEMENT)  # from a fresh seed: the first block, word 16 next

@@ -171,8 +171,9 @@ def add_run_options(p):
                           "trains in fp32 within it: measured faster, bench/README.md)")
     run.add_argument("--own-dropout", action="store_true",
                      help="draw dropout masks from the model's own generator, four per 64-bit draw, instead of "
-                          "PyTorch's dropout from the global generator (fewer random draws; the losses then "
-                          "leave the book's, see bench/README.md)")
+                          "the book's masks from the global generator (which, on a CPU, are drawn before each "
+                          "step on two cores; fewer random draws; the losses then leave the book's, see "
+                          "bench/README.md)")
     run.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
     run.add_argument("--fsdp", action="store_true",
                      help="under torchrun: shard parameters, gradients and AdamW state over the processes "
@@ -438,7 +439,8 @@ def choose_config(args, explicit, resume, pretrained, tokenizer):
 
 def build_model(args, cfg, runtime, device, rank, resume, pretrained):
     """(model, optimizer) on ``device``: initial weights (the book's, GPT-2's, a folder's or the checkpoint's),
-    own dropout if asked (else on a CPU the book's masks drawn ahead), sharded under --fsdp before the optimizer is made."""
+    own dropout if asked (else, on a CPU, the book's masks drawn ahead), sharded under --fsdp before the optimizer
+    is made."""
     set_seed(args.seed)
     model = GPTModel(cfg, impl=runtime.impl)
     if pretrained is not None:  # its weights, as fp32 master weights (autocast computes in bf16 where it pays)
