@@ -24,11 +24,12 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten())
 
 
-EVAL_ROWS = 8  # rows of logits per slice in cross_entropy_by_rows: 8 x 50,257 fp32 logits = 1.6 MB, in the cache
+SLICE_LOGITS = 8 * 50_257  # logits per slice in cross_entropy_by_rows: 8 rows of GPT-2's, 1.6 MB in fp32
 
 
-def cross_entropy_by_rows(logits, targets, rows=EVAL_ROWS):
-    """``F.cross_entropy(logits.float(), targets)`` without autograd, in fp32 slices of ``rows`` rows.
+def cross_entropy_by_rows(logits, targets, slice_logits=SLICE_LOGITS):
+    """``F.cross_entropy(logits.float(), targets)`` without autograd, in fp32 slices of whole rows, about
+    ``slice_logits`` logits each (a small vocabulary: one slice).
 
     One call over all rows makes an fp32 copy of the whole (tokens, vocab) logits and a log-softmax of
     the same size (100 MB each for a batch of 2 x 256 GPT-2 tokens) and reads them back from memory; a
@@ -36,9 +37,12 @@ def cross_entropy_by_rows(logits, targets, rows=EVAL_ROWS):
     from bf16 logits; the mean agrees to about 1e-7 (its sum runs in another order, in fp64).
 
     >>> logits, targets = torch.randn(20, 7), torch.randint(0, 7, (20,))
-    >>> torch.allclose(cross_entropy_by_rows(logits, targets), F.cross_entropy(logits, targets))
+    >>> torch.allclose(cross_entropy_by_rows(logits, targets, slice_logits=21), F.cross_entropy(logits, targets))
     True
     """
+    rows = max(1, slice_logits // logits.shape[-1])
+    if rows >= logits.shape[0]:
+        return F.cross_entropy(logits.float(), targets)
     total = torch.zeros((), dtype=torch.float64, device=logits.device)
     for start in range(0, logits.shape[0], rows):
         total += F.cross_entropy(logits[start:start + rows].float(), targets[start:start + rows], reduction="sum")

@@ -221,10 +221,11 @@ def test_loss_by_rows_equals_one_cross_entropy_over_all_rows():
     torch.manual_seed(0)
     logits, targets = torch.randn(203, 1000) * 4, torch.randint(0, 1000, (203,))
     for x in (logits, logits.bfloat16()):
-        torch.testing.assert_close(cross_entropy_by_rows(x, targets), F.cross_entropy(x.float(), targets),
-                                   atol=2e-6, rtol=0)
-    assert cross_entropy_by_rows(logits, targets).dtype == torch.float32
-    assert not torch.allclose(cross_entropy_by_rows(logits, targets.roll(1)), F.cross_entropy(logits, targets))
+        for slice_logits in (8_000, 1_000, 10**6):  # slices of 8 rows, 1 row, all rows at once
+            torch.testing.assert_close(cross_entropy_by_rows(x, targets, slice_logits),
+                                       F.cross_entropy(x.float(), targets), atol=2e-6, rtol=0)
+    assert cross_entropy_by_rows(logits, targets, 8_000).dtype == torch.float32
+    assert not torch.allclose(cross_entropy_by_rows(logits, targets.roll(1), 8_000), F.cross_entropy(logits, targets))
 
 
 def test_fast_evaluation_by_rows_gives_the_books_losses(text, monkeypatch):
