@@ -51,7 +51,7 @@ class TwisterState:
         left, _seeded = np.frombuffer(raw[8:16], dtype="<i4")
         next_word = int(np.frombuffer(raw[16:24], dtype="<u8")[0])
         words = np.frombuffer(raw[WORDS_AT], dtype="<u8")
-        if words.max() >= 1 << 32 or not 0 <= next_word <= N or not 1 <= left <= N + 1:
+        if words.max() >= 1 << 32 or not 0 <= next_word <= N or not (left == 1 or left + next_word == N + 1):
             raise ValueError("unknown CPU generator state layout")
         return cls(words.astype(np.uint32), N if left == 1 else next_word, raw)
 

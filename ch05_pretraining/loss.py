@@ -46,7 +46,7 @@ def cross_entropy_by_rows(logits, targets, slice_logits=SLICE_LOGITS):
     total = torch.zeros((), dtype=torch.float64, device=logits.device)
     for start in range(0, logits.shape[0], rows):
         total += F.cross_entropy(logits[start:start + rows].float(), targets[start:start + rows], reduction="sum")
-    return (total / logits.shape[0]).float()
+    return (total / (targets != -100).sum()).float()  # F.cross_entropy's mean: over the targets not ignored
 
 
 def calc_eval_loss_batch(input_batch, target_batch, model, device):

@@ -130,6 +130,32 @@ def test_same_as_torchs_dropout_bit_for_bit(two_cores_for_tiny_models):
                                                                           train_steps(plain, None, 4)):
         assert torch.equal(loss, plain_loss) and torch.equal(state, plain_state)
         assert all(torch.equal(grads[n], plain_grads[n]) for n in grads)
+    assert masks.usable and masks.two_cores and len(two_cores_for_tiny_models) == 3  # steps 2-4 split
+
+
+def test_one_thread_draws_on_one_core(two_cores_for_tiny_models):
+    book, fast = tiny_pair()
+    masks = use_prefetched_dropout(fast)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = train_steps(fast, masks)
+    finally:
+        torch.set_num_threads(threads)
+    assert not two_cores_for_tiny_models
+    assert all(torch.equal(a[2], b[2]) for a, b in zip(got, train_steps(book, None)))
+
+
+def test_a_failing_second_core_is_caught_and_drawn_here(two_cores_for_tiny_models, monkeypatch):
+    def broken(*args):
+        raise OSError("no thread")
+
+    monkeypatch.setattr(prefetched, "_draw_from_jump", broken)
+    book, fast = tiny_pair()
+    masks = use_prefetched_dropout(fast)
+    got = train_steps(fast, masks)
+    assert not masks.two_cores
+    assert all(torch.equal(a[2], b[2]) for a, b in zip(got, train_steps(book, None)))
 
 
 def test_a_jump_that_misses_is_caught_and_drawn_on_one_core(two_cores_for_tiny_models, monkeypatch):
@@ -155,6 +181,9 @@ def test_a_pass_that_draws_other_masks_than_planned_is_an_error():
     with pytest.raises(RuntimeError, match="were not taken"):
         with masks.ahead("k"):
             pass
+    with pytest.raises(RuntimeError, match="not contiguous"):
+        with masks.ahead("k"):
+            drop(torch.ones(4, 4).t())  # the planned shape, but strided: PyTorch would draw it in another order
     with masks.ahead("k"):  # and nothing left over from the failures
         drop(torch.ones(4, 4))
 

@@ -283,3 +283,21 @@ def test_default_run_draws_the_books_masks_ahead_and_changes_nothing(corpus, tmp
     assert len(calls) <= ahead.global_step + 1
     assert (ahead.train_losses, ahead.val_losses) == (plain.train_losses, plain.val_losses)
     assert torch.equal(ahead.rng_now["torch"], plain.rng_now["torch"])
+
+
+def test_masks_drawn_ahead_resume_and_accumulate_as_the_book(corpus, tmp_path, monkeypatch):
+    """The same on two cores with gradient accumulation, stopped after an epoch and resumed: the resumed run
+    is the whole one, and both are PyTorch's own dropout's run."""
+    import ch03_attention.prefetched_dropout as prefetched
+    import ch05_pretraining.train as train_module
+
+    monkeypatch.setattr(prefetched, "TWO_CORES_FROM", 1000)
+    monkeypatch.setattr(prefetched, "JUMP_HEAD_START", 10)
+    args = ["--data", str(corpus), "--grad-accum", "2", *TINY_ARGS]
+    whole = train([*args, "--epochs", "2", "--out", str(tmp_path / "whole.pt")])
+    train([*args, "--epochs", "1", "--out", str(tmp_path / "part.pt")])
+    resumed = train(["--resume", str(tmp_path / "part.pt"), "--epochs", "2"])
+    assert (resumed.train_losses, resumed.val_losses) == (whole.train_losses, whole.val_losses)
+    monkeypatch.setattr(train_module, "use_prefetched_dropout", lambda model: None)
+    plain = train([*args, "--epochs", "2", "--out", str(tmp_path / "plain.pt")])
+    assert (plain.train_losses, plain.val_losses) == (whole.train_losses, whole.val_losses)

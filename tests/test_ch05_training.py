@@ -226,6 +226,9 @@ def test_loss_by_rows_equals_one_cross_entropy_over_all_rows():
                                        F.cross_entropy(x.float(), targets), atol=2e-6, rtol=0)
     assert cross_entropy_by_rows(logits, targets, 8_000).dtype == torch.float32
     assert not torch.allclose(cross_entropy_by_rows(logits, targets.roll(1), 8_000), F.cross_entropy(logits, targets))
+    targets[::3] = -100  # ignored, as F.cross_entropy ignores them
+    torch.testing.assert_close(cross_entropy_by_rows(logits, targets, 8_000), F.cross_entropy(logits, targets),
+                               atol=2e-6, rtol=0)
 
 
 def test_fast_evaluation_by_rows_gives_the_books_losses(text, monkeypatch):
@@ -235,7 +238,7 @@ def test_fast_evaluation_by_rows_gives_the_books_losses(text, monkeypatch):
 
     calls = []
     real = loss.cross_entropy_by_rows
-    monkeypatch.setattr(loss, "cross_entropy_by_rows", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(loss, "cross_entropy_by_rows", lambda logits, t: calls.append(logits.shape) or real(logits, t))
     tl, vl = loaders(text)
     model, opt = fresh(impl="fast")
     losses = []
@@ -246,6 +249,7 @@ def test_fast_evaluation_by_rows_gives_the_books_losses(text, monkeypatch):
                 log=lambda *a: None)._evaluate(state, epoch=0)
         losses.append((state.train_losses[0], state.val_losses[0]))
     assert calls and losses[0] == pytest.approx(losses[1], abs=1e-6)
+    assert calls[0] == (64, 50257) and 50257 * 64 > loss.SLICE_LOGITS  # GPT-2's vocabulary: in slices
 
 
 def test_per_epoch_samples_guessed_from_the_training_text_are_greedy_decoding(text, gpt2_tok):
