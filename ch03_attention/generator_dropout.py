@@ -67,16 +67,21 @@ class GeneratorDropout(nn.Module):
         return f"p={self.p}, own generator"
 
 
-def use_generator_dropout(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Swap every ``nn.Dropout`` in ``model`` for a ``GeneratorDropout`` on ``generator``, and give the
-    attention modules that can take one (``weight_dropout``) one for their attention weights."""
+def replace_dropouts(model: nn.Module, make_dropout) -> nn.Module:
+    """Swap every ``nn.Dropout`` in ``model`` for ``make_dropout(p)``, and give the attention modules that can
+    take one (``weight_dropout``) one for their attention weights; each keeps its train/eval mode."""
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, nn.Dropout):
-                setattr(module, name, GeneratorDropout(child.p, generator).train(child.training))
+                setattr(module, name, make_dropout(child.p).train(child.training))
         if hasattr(module, "weight_dropout") and getattr(module, "dropout", 0) > 0:
-            module.weight_dropout = GeneratorDropout(module.dropout, generator).train(module.training)
+            module.weight_dropout = make_dropout(module.dropout).train(module.training)
     return model
+
+
+def use_generator_dropout(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Swap every dropout of ``model`` for a ``GeneratorDropout`` on ``generator`` (``replace_dropouts``)."""
+    return replace_dropouts(model, lambda p: GeneratorDropout(p, generator))
 
 
 def dropout_generator(model: nn.Module) -> torch.Generator | None:

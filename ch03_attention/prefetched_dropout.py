@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .generator_dropout import replace_dropouts
 from .mersenne_twister import JumpAhead, TwisterState
 
 WORDS_PER_ELEMENT = 2  # bernoulli_ takes one 64-bit number per element: two 32-bit words
@@ -188,12 +189,7 @@ def use_prefetched_dropout(model: nn.Module) -> BookMasks:
     """Swap every ``nn.Dropout`` in ``model`` for a ``PrefetchedDropout`` sharing one ``BookMasks``, and give
     the attention modules that can take one (``weight_dropout``) one for their weights; returns it."""
     masks = BookMasks()
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if type(child) is nn.Dropout:
-                setattr(module, name, PrefetchedDropout(child.p, masks).train(child.training))
-        if hasattr(module, "weight_dropout") and getattr(module, "dropout", 0) > 0:
-            module.weight_dropout = PrefetchedDropout(module.dropout, masks).train(module.training)
+    replace_dropouts(model, lambda p: PrefetchedDropout(p, masks))
     return masks
 
 

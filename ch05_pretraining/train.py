@@ -171,9 +171,9 @@ def add_run_options(p):
                           "trains in fp32 within it: measured faster, bench/README.md)")
     run.add_argument("--own-dropout", action="store_true",
                      help="draw dropout masks from the model's own generator, four per 64-bit draw, instead of "
-                          "the book's masks from the global generator (which, on a CPU and without --compile, are "
-                          "drawn before each step on two cores; fewer random draws; the losses then leave the book's, see "
-                          "bench/README.md)")
+                          "the book's masks from the global generator (which, on a CPU and without --compile, "
+                          "are drawn before each step on two cores; fewer random draws; the losses then leave "
+                          "the book's, see bench/README.md)")
     run.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
     run.add_argument("--fsdp", action="store_true",
                      help="under torchrun: shard parameters, gradients and AdamW state over the processes "
