@@ -4,8 +4,9 @@
     python -m bench.attention_speed --batch 2 --tokens 256 --dropout 0.1 --bf16   # the book's training run
 
 Prints seconds per forward+backward and each variant's speed relative to the book MHA. With ``--dropout``
-it adds the fast module's earlier path for dropout in training, SDPA's own dropout, beside the one it
-takes on a CPU now (``attend_with_dropout``); all of them draw the same masks from the global generator.
+it adds the fast module's earlier paths for dropout in training (the scores masked, then scaled, in two more
+passes; before that SDPA's own dropout) beside the one it takes on a CPU now (``attend_with_dropout``); all of
+them draw the same masks from the global generator.
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ class SDPADropout(FastMultiHeadAttention):
 
     def attend_with_dropout(self, q, k, v, mask, dropout_p):
         return attend(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None, scale=self.sdpa_scale)
+
+
+class MaskThenScale(FastMultiHeadAttention):
+    """The fast module's ``attend_with_dropout`` before the scores came masked and scaled out of one ``baddbmm``:
+    the product, then ``masked_fill_`` and ``mul_`` over the scores, each a pass forward and backward."""
+
+    def attend_with_dropout(self, q, k, v, mask, dropout_p):
+        num_tokens = q.shape[-2]
+        scores = q @ k.transpose(-2, -1)  # (b, num_heads, num_tokens, num_tokens)
+        if mask is None:
+            mask = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=q.device).tril_()
+        weights = torch.softmax(scores.masked_fill_(~mask, float("-inf")).mul_(self.scale), dim=-1)
+        return torch.nn.functional.dropout(weights, dropout_p) @ v
 
 
 def main(argv=None):
@@ -47,7 +61,8 @@ def main(argv=None):
             FastMultiHeadAttention.from_book(book),
     }
     if args.dropout:
-        variants["fast MHA with SDPA's dropout (before)"] = SDPADropout.from_book(book)
+        variants["fast MHA, scores masked then scaled (before)"] = MaskThenScale.from_book(book)
+        variants["fast MHA with SDPA's dropout (earlier)"] = SDPADropout.from_book(book)
     x = torch.randn(args.batch, args.tokens, d)
 
     def step(module):

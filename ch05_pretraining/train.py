@@ -337,7 +337,7 @@ def run(args, explicit=None, started=None):
         warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
         grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype,
         sample_tokens=0 if args.fsdp else 50,  # a sharded sample would need every rank: none
-        eval_by_rows=runtime.impl == "fast")
+        loss_by_rows=runtime.loss_by_rows, eval_pass_tokens=runtime.eval_pass_tokens)
 
     with timed("start-up: building the model"):
         model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from ch02_text.common import UserInputError
 from ch02_text.dataloader import create_dataloader_v1
 from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout
 from ch04_gpt.model import GPTModel
@@ -213,42 +214,94 @@ def test_evaluation_under_autocast_casts_each_weight_once(text):
 
 
 def test_loss_by_rows_equals_one_cross_entropy_over_all_rows():
-    """From bf16 logits (the fast path's evaluation) and fp32, a row count no multiple of the slice."""
+    """From bf16 logits (the fast path's) and fp32, a row count no multiple of the slice; the loss and its
+    gradient, also of a scaled loss (gradient accumulation) and with ignored targets."""
     import torch.nn.functional as F
 
     from ch05_pretraining.loss import cross_entropy_by_rows
 
+    def loss_and_grad(fn, x, targets, scale=1.0):
+        x = x.detach().requires_grad_()
+        loss = fn(x, targets)
+        (loss * scale).backward()
+        return loss.detach(), x.grad
+
     torch.manual_seed(0)
     logits, targets = torch.randn(203, 1000) * 4, torch.randint(0, 1000, (203,))
+    ignored = targets.clone()
+    ignored[::3] = -100  # ignored, as F.cross_entropy ignores them
     for x in (logits, logits.bfloat16()):
-        for slice_logits in (8_000, 1_000, 10**6):  # slices of 8 rows, 1 row, all rows at once
-            torch.testing.assert_close(cross_entropy_by_rows(x, targets, slice_logits),
-                                       F.cross_entropy(x.float(), targets), atol=2e-6, rtol=0)
+        for t in (targets, ignored):
+            book = lambda x, t: F.cross_entropy(x.float(), t)  # noqa: E731
+            for scale in (1.0, 1 / 3):
+                want_loss, want_grad = loss_and_grad(book, x, t, scale)
+                for slice_logits in (8_000, 1_000, 10**6):  # slices of 8 rows, 1 row, all rows at once
+                    loss, grad = loss_and_grad(lambda x, t: cross_entropy_by_rows(x, t, slice_logits), x, t, scale)
+                    torch.testing.assert_close(loss, want_loss, atol=2e-6, rtol=0)
+                    assert grad.dtype == x.dtype
+                    if x.dtype == torch.float32:
+                        torch.testing.assert_close(grad, want_grad, atol=1e-9, rtol=1e-5)
+                    else:  # the same fp32 values to rounding, then rounded to bf16: at most one step apart
+                        steps = (grad.float() - want_grad.float()).abs() / want_grad.float().abs().clamp(min=1e-30)
+                        assert (grad == want_grad).float().mean() > 0.999 and steps.max() <= 2 ** -7
+                assert (grad[t == -100] == 0).all()
     assert cross_entropy_by_rows(logits, targets, 8_000).dtype == torch.float32
     assert not torch.allclose(cross_entropy_by_rows(logits, targets.roll(1), 8_000), F.cross_entropy(logits, targets))
-    targets[::3] = -100  # ignored, as F.cross_entropy ignores them
-    torch.testing.assert_close(cross_entropy_by_rows(logits, targets, 8_000), F.cross_entropy(logits, targets),
-                               atol=2e-6, rtol=0)
+    x = logits.detach().requires_grad_()
+    assert not torch.allclose(loss_and_grad(lambda x, t: cross_entropy_by_rows(x, t, 8_000), x, targets.roll(1))[1],
+                              loss_and_grad(lambda x, t: F.cross_entropy(x, t), x, targets)[1])
 
 
-def test_fast_evaluation_by_rows_gives_the_books_losses(text, monkeypatch):
-    """The trainer's evaluation with ``eval_by_rows`` (the CLI's fast path) against the book's loss, on the
-    same weights and batches; and it is the one that runs."""
+def test_evaluation_in_passes_gives_the_books_losses_and_draws(text):
+    """``evaluate_in_passes`` (the CLI's fast path on a CPU) against the book's ``evaluate_model``: the same
+    losses, the same draws from the global generator (the train loader shuffles), fewer forward passes."""
+    from ch05_pretraining.loss import evaluate_in_passes, evaluate_model
+
+    tl, vl = loaders(text)  # the validation loader: a batch of 2 rows, then one of 1
+    model, _ = fresh(impl="fast")
+    calls = []
+    model.register_forward_hook(lambda module, inputs, out: calls.append(tuple(inputs[0].shape)))
+    for train in (loaders(text, batch_size=3)[0], tl):
+        results = []
+        for evaluate in (evaluate_model, evaluate_in_passes):
+            torch.manual_seed(5)
+            calls.clear()
+            passes = {} if evaluate is evaluate_model else {"pass_tokens": 4 * 32 * 2}
+            losses = evaluate(model, train, vl, "cpu", 4, **passes)
+            results.append((losses, torch.get_rng_state(), list(calls)))
+        (book, book_rng, book_calls), (passes, rng, pass_calls) = results
+        assert passes == pytest.approx(book, abs=1e-5) and torch.equal(rng, book_rng)
+        assert sum(c[0] for c in pass_calls) == sum(c[0] for c in book_calls)  # every row once
+        assert all(c[0] * c[1] <= 4 * 32 * 2 for c in pass_calls) and len(pass_calls) < len(book_calls)
+    assert pass_calls == [(8, 32), (2 + 1, 32)]  # 4 train batches of 2 rows, then the 2 val batches
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        bf16 = evaluate_in_passes(model, tl, vl, "cpu", 4, pass_tokens=10**6), evaluate_model(model, tl, vl, "cpu", 4)
+    assert bf16[0] == pytest.approx(bf16[1], abs=0.02)  # bf16 matrix products of another size: to rounding
+    with pytest.raises(UserInputError, match="no batches"):
+        evaluate_in_passes(model, tl, torch.utils.data.DataLoader([]), "cpu", 4)
+
+
+def test_fast_training_and_evaluation_by_rows_give_the_books_losses(text, monkeypatch):
+    """The trainer with ``loss_by_rows`` and ``eval_pass_tokens`` (the CLI's fast path on a CPU) against the
+    book's loss, on the same weights and batches, for a few steps; and it is the one that runs."""
     import ch05_pretraining.loss as loss
 
     calls = []
     real = loss.cross_entropy_by_rows
     monkeypatch.setattr(loss, "cross_entropy_by_rows", lambda logits, t: calls.append(logits.shape) or real(logits, t))
-    tl, vl = loaders(text)
-    model, opt = fresh(impl="fast")
-    losses = []
+    runs = []
     for by_rows in (False, True):
-        state = TrainState()
+        tl, vl = loaders(text)
+        model, opt = fresh(impl="fast")
+        settings = TrainSettings(epochs=1, eval_iter=3, eval_freq=2, sample_tokens=0, loss_by_rows=by_rows,
+                                 eval_pass_tokens=3 * 64 if by_rows else None)
         torch.manual_seed(5)
-        Trainer(model, opt, tl, vl, "cpu", TrainSettings(eval_iter=3, eval_by_rows=by_rows),
-                log=lambda *a: None)._evaluate(state, epoch=0)
-        losses.append((state.train_losses[0], state.val_losses[0]))
-    assert calls and losses[0] == pytest.approx(losses[1], abs=1e-6)
+        state = Trainer(model, opt, tl, vl, "cpu", settings, log=lambda *a: None).fit(stop_after_steps=5)
+        runs.append((state.train_losses, state.val_losses, torch.get_rng_state(), model.out_head.weight.detach()))
+    (book_train, book_val, book_rng, book_w), (train, val, rng, w) = runs
+    assert calls and train == pytest.approx(book_train, abs=1e-5) and val == pytest.approx(book_val, abs=1e-5)
+    assert torch.equal(rng, book_rng) and len(train) == 3
+    torch.testing.assert_close(w, book_w, atol=1e-6, rtol=1e-5)
     assert calls[0] == (64, 50257) and 50257 * 64 > loss.SLICE_LOGITS  # GPT-2's vocabulary: in slices
 
 

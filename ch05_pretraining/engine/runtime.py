@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ch02_text.common import bf16_supported  # noqa: F401 (re-exported for the benches)
+from ..loss import EVAL_PASS_TOKENS
 
 
 def keep_freed_memory(keep: bool = True) -> bool:
@@ -111,15 +112,19 @@ class Runtime:
     keep_heap: bool
     own_dropout: bool = False  # dropout masks from the model's own generator (use_generator_dropout)
     masks_ahead: bool = False  # the book's masks drawn ahead on two cores (use_prefetched_dropout): CPU only
+    loss_by_rows: bool = False  # the loss and its gradient a few rows at a time (cross_entropy_by_rows): CPU only
+    eval_pass_tokens: int | None = None  # evaluations with several batches a pass (evaluate_in_passes): CPU only
 
     @classmethod
     def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
                own_dropout: bool = False) -> "Runtime":
         if book:
             return cls(impl="book", amp_dtype=None, fused_adamw=False, keep_heap=False)
+        cpu = device.type == "cpu"
         return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
-                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=device.type == "cpu",
-                   own_dropout=own_dropout, masks_ahead=device.type == "cpu" and not own_dropout)
+                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=cpu, own_dropout=own_dropout,
+                   masks_ahead=cpu and not own_dropout, loss_by_rows=cpu,
+                   eval_pass_tokens=EVAL_PASS_TOKENS if cpu else None)
 
     def apply(self, device: torch.device, threads: int | None = None) -> None:
         """Set the process-wide parts: CPU threads (default: physical cores) and glibc's heap."""

@@ -28,7 +28,7 @@ import torch
 from ch02_text.common import UserInputError
 from ch04_gpt.lookahead import Drafts, generate_greedy_lookahead
 
-from ..loss import calc_eval_loss_batch, calc_loss_batch, evaluate_model
+from ..loss import calc_loss_batch, calc_loss_batch_by_rows, evaluate_in_passes, evaluate_model
 from ..previous_chapters import book_masks, dropout_generator
 from ..tokens import text_to_token_ids, token_ids_to_text
 from ..book_loop import format_eval_line
@@ -75,7 +75,8 @@ class TrainSettings:
     start_context: str = "Every effort moves you"
     sample_tokens: int = 50
     max_steps: int | None = None  # a budget in optimizer steps instead of epochs (the schedule spans it)
-    eval_by_rows: bool = False  # evaluation losses by cross_entropy_by_rows (the fast path), else the book's
+    loss_by_rows: bool = False  # losses and gradients by cross_entropy_by_rows (the CPU's fast path)
+    eval_pass_tokens: int | None = None  # evaluate_in_passes with passes of this many tokens; None: the book's
 
     def __post_init__(self):
         if self.max_steps is not None and self.max_steps < 1:
@@ -299,8 +300,9 @@ class Trainer:
         mean over the group.
         """
         masks_ahead = self.book_masks.ahead(tuple(input_batch.shape)) if self.book_masks else contextlib.nullcontext()
+        loss_of_batch = calc_loss_batch_by_rows if self.settings.loss_by_rows else calc_loss_batch
         with self.autocast(), masks_ahead:
-            loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+            loss = loss_of_batch(input_batch, target_batch, self.model, self.device)
         total = loss
         aux = self.raw_model.router_aux_loss() if hasattr(self.raw_model, "router_aux_loss") else None
         if aux is not None:  # mixture of experts: the load-balancing loss trains the routers
@@ -320,10 +322,15 @@ class Trainer:
         state.global_step += 1
 
     def _evaluate(self, state: TrainState, epoch: int):
+        s = self.settings
         with self.autocast(), self.no_autograd():
-            train_loss, val_loss = evaluate_model(
-                self.raw_model, self.train_loader, self.val_loader, self.device, self.settings.eval_iter,
-                calc_eval_loss_batch if self.settings.eval_by_rows else calc_loss_batch)
+            if s.eval_pass_tokens:
+                train_loss, val_loss = evaluate_in_passes(self.raw_model, self.train_loader, self.val_loader,
+                                                          self.device, s.eval_iter, s.eval_pass_tokens)
+            else:
+                train_loss, val_loss = evaluate_model(
+                    self.raw_model, self.train_loader, self.val_loader, self.device, s.eval_iter,
+                    calc_loss_batch_by_rows if s.loss_by_rows else calc_loss_batch)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             both = torch.tensor([train_loss, val_loss], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(both)  # mean over processes
