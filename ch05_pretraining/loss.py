@@ -70,9 +70,10 @@ class _CrossEntropyByRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        if bool(grad_loss == 1):
-            return ctx.grad, None, None
-        logits, targets = ctx.saved_tensors  # a scaled loss (gradient accumulation): made again, scaled
+        grad, ctx.grad = ctx.grad, None  # handed over once: autograd may add later gradients into it
+        if grad is not None and bool(grad_loss == 1):
+            return grad, None, None
+        logits, targets = ctx.saved_tensors  # a scaled loss (gradient accumulation), or a second backward pass
         return _loss_and_grad_by_rows(logits, targets, ctx.rows, float(grad_loss) / max(ctx.counted, 1))[1], None, None
 
 

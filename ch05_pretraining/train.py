@@ -4,8 +4,10 @@ Defaults reproduce the book's run (GPT-124M, context 256, the-verdict 90/10 spli
 batch 2, AdamW lr 4e-4 wd 0.1, 10 epochs, eval every 5 steps over 5 batches, seed 123)
 on the fast path: the model's fast layers (fused-QKV SDPA attention, fused LayerNorm and
 GELU), bf16 autocast where the CPU/GPU supports it, fused AdamW, threads = physical cores,
-glibc keeping freed memory. --book runs the book's exact loop settings instead (same
-printed losses as python -m ch05_pretraining).
+glibc keeping freed memory; on a CPU also the book's dropout masks drawn ahead on two cores,
+the loss and its gradient a few rows of logits at a time, and evaluations in forward passes
+of up to 1,536 tokens (3 of the book's batches). --book runs the book's exact loop settings
+instead (same printed losses as python -m ch05_pretraining).
 --data takes a UTF-8 text file or a token file from python -m ch05_pretraining.prepare.
 Under torchrun --nproc_per_node=N it trains with DistributedDataParallel
 (--batch-size is per process).
