@@ -57,7 +57,8 @@ def variant(name, impl, amp, fused, train_loader, val_loader, epochs=1, eval_fre
     if use_compile:
         model = torch.compile(model)
     optimizer = make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=fused)
-    settings = TrainSettings(epochs=epochs, eval_freq=eval_freq, amp_dtype=torch.bfloat16 if amp else None)
+    settings = TrainSettings(epochs=epochs, eval_freq=eval_freq, amp_dtype=torch.bfloat16 if amp else None,
+                             loss_by_rows=impl == "fast")  # the train CLI's loss on a CPU
     return name, Trainer(model, optimizer, train_loader, val_loader, "cpu", settings, tokenizer=gpt2_tokenizer(),
                          log=lambda *a: None)
 

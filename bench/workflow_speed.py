@@ -145,7 +145,7 @@ def bench_anchor(steps: int = 300) -> None:
         runtime.apply(torch.device("cpu"))
         model, opt = fresh(runtime.fused_adamw)
         settings = TrainSettings(max_steps=steps, lr=1e-3, warmup_steps=100, min_lr=1e-4, grad_clip=1.0,
-                                 eval_freq=10 ** 9, amp_dtype=runtime.amp_dtype, sample_tokens=0)
+                                 eval_freq=10 ** 9, sample_tokens=0, **runtime.train_settings(tok.n_vocab))
         start = time.perf_counter()
         trainer = Trainer(model, opt, loader(), loader(), "cpu", settings, log=lambda *a: None)
         trainer.fit()

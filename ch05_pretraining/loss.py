@@ -28,17 +28,20 @@ def calc_loss_batch(input_batch, target_batch, model, device):
 SLICE_LOGITS = 8 * 50_257  # logits per slice in cross_entropy_by_rows: 8 rows of GPT-2's, 1.6 MB in fp32
 
 
-def cross_entropy_by_rows(logits, targets, slice_logits=SLICE_LOGITS):
+def cross_entropy_by_rows(logits, targets, slice_logits=SLICE_LOGITS, grad_scale=1.0):
     """``F.cross_entropy(logits.float(), targets)`` in fp32 slices of whole rows, about ``slice_logits``
     logits each (a small vocabulary: one slice); its gradient too, in ``logits``' dtype.
 
     One call over all rows makes an fp32 copy of the whole (tokens, vocab) logits and a log-softmax of
     the same size (100 MB each for a batch of 2 x 256 GPT-2 tokens) and reads them back from memory; its
     backward pass writes two more (the zeros of the loss's gradient, the log-softmax's) before the cast back
-    to bf16. A slice stays in the cache, and the backward pass writes each slice's softmax minus the
-    targets' one-hot straight into the gradient. The book's evaluation batch: 9 against 13 ms in fp32, 10
-    against 20 ms from bf16 logits; forward and backward from bf16 logits 28 against 49 ms. The mean agrees
-    to about 1e-7 (its sum runs in another order, in fp64); the gradient to the last bit of its dtype.
+    to bf16. A slice stays in the cache, and when the logits need a gradient it is made in the same pass over
+    each slice (the exp of its log-softmax, minus the targets' one-hot) and held for the backward pass. The book's
+    evaluation batch: 9 against 13 ms in fp32, 10 against 20 ms from bf16 logits; forward and backward from bf16
+    logits 28 against 47 ms. The mean agrees to about 1e-7 (its sum runs in another order, in fp64), the
+    gradient to one rounding step of its dtype. ``grad_scale``: what the caller multiplies the loss by before
+    its backward pass (``1 / group_size`` under gradient accumulation), so that the gradient made ahead is the
+    one asked for; another factor scales it after rounding.
 
     >>> logits, targets = torch.randn(20, 7, requires_grad=True), torch.randint(0, 7, (20,))
     >>> loss = cross_entropy_by_rows(logits, targets, slice_logits=21)
@@ -51,30 +54,36 @@ def cross_entropy_by_rows(logits, targets, slice_logits=SLICE_LOGITS):
     rows = max(1, slice_logits // logits.shape[-1])
     if rows >= logits.shape[0]:
         return F.cross_entropy(logits.float(), targets)
-    return _CrossEntropyByRows.apply(logits, targets, rows)
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return (_loss_and_grad_by_rows(logits, targets, rows)[0] / _counted(targets)).float()
+    return _CrossEntropyByRows.apply(logits, targets, rows, grad_scale)
 
 
 class _CrossEntropyByRows(torch.autograd.Function):
-    """``cross_entropy_by_rows`` over ``rows`` rows at a time. When the logits need a gradient it is made in
-    the same pass over each slice and held for the backward pass: one read of the logits instead of two."""
+    """``cross_entropy_by_rows`` with a gradient: made in the forward pass for a backward pass that scales the
+    loss by ``grad_scale``; one read of the logits instead of two."""
 
     @staticmethod
-    def forward(ctx, logits, targets, rows):
-        counted = int((targets != -100).sum())  # F.cross_entropy's mean: over the targets not ignored
-        wanted = ctx.needs_input_grad[0]
-        total, ctx.grad = _loss_and_grad_by_rows(logits, targets, rows, 1 / max(counted, 1) if wanted else None)
-        if wanted:
-            ctx.save_for_backward(logits, targets)
-            ctx.rows, ctx.counted = rows, counted
+    def forward(ctx, logits, targets, rows, grad_scale):
+        counted = _counted(targets)
+        ctx.expected = float(torch.tensor(grad_scale, dtype=torch.float32))  # as autograd's fp32 grad_loss holds it
+        total, grad = _loss_and_grad_by_rows(logits, targets, rows, ctx.expected / max(counted, 1))
+        ctx.save_for_backward(grad)  # freed after the backward pass, kept for a retained graph's next one
         return (total / counted).float()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
-        grad, ctx.grad = ctx.grad, None  # handed over once: autograd may add later gradients into it
-        if grad is not None and bool(grad_loss == 1):
-            return grad, None, None
-        logits, targets = ctx.saved_tensors  # a scaled loss (gradient accumulation), or a second backward pass
-        return _loss_and_grad_by_rows(logits, targets, ctx.rows, float(grad_loss) / max(ctx.counted, 1))[1], None, None
+        (grad,) = ctx.saved_tensors
+        factor = float(grad_loss)
+        if factor != ctx.expected:  # not the scale announced: the gradient made ahead, rescaled
+            grad = (grad.float() * (factor / ctx.expected)).to(grad.dtype)
+        return grad, None, None, None
+
+
+def _counted(targets) -> int:
+    """The targets not ignored (-100): F.cross_entropy's mean is over these."""
+    return int((targets != -100).sum())
 
 
 def _loss_and_grad_by_rows(logits, targets, rows, grad_scale=None):
@@ -87,6 +96,8 @@ def _loss_and_grad_by_rows(logits, targets, rows, grad_scale=None):
             total += F.cross_entropy(logits[start:start + rows].float(), targets[start:start + rows], reduction="sum")
         return total, None
     grad, kept = torch.empty_like(logits), targets != -100
+    if bool((targets[kept] < 0).any()):
+        raise IndexError(f"target {int(targets[kept].min())} is out of bounds (a class id, or -100 to ignore)")
     ignores = not bool(kept.all())
     for start in range(0, logits.shape[0], rows):
         part = slice(start, start + rows)
@@ -100,11 +111,11 @@ def _loss_and_grad_by_rows(logits, targets, rows, grad_scale=None):
     return total, grad
 
 
-def calc_loss_batch_by_rows(input_batch, target_batch, model, device):
+def calc_loss_batch_by_rows(input_batch, target_batch, model, device, grad_scale=1.0):
     """``calc_loss_batch`` with the loss by ``cross_entropy_by_rows`` (what the train CLI trains and
-    evaluates with)."""
+    evaluates with on a CPU); ``grad_scale`` as there."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    return cross_entropy_by_rows(model(input_batch).flatten(0, 1), target_batch.flatten())
+    return cross_entropy_by_rows(model(input_batch).flatten(0, 1), target_batch.flatten(), grad_scale=grad_scale)
 
 
 def calc_loss_loader(data_loader, model, device, num_batches=None, loss_of_batch=calc_loss_batch):
@@ -148,12 +159,24 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter, loss_of_b
 
 
 EVAL_PASS_TOKENS = 3 * 512  # tokens per forward pass of evaluate_in_passes: 3 of the book's batches of 2 x 256
+EVAL_PASS_LOGITS = EVAL_PASS_TOKENS * 50_257  # and at most as many logits as that makes with GPT-2's vocabulary
+
+
+def eval_pass_tokens(vocab_size: int) -> int:
+    """Tokens per forward pass of ``evaluate_in_passes`` for a vocabulary: ``EVAL_PASS_TOKENS``, fewer where
+    their logits would pass ``EVAL_PASS_LOGITS`` (a bigger vocabulary).
+
+    >>> eval_pass_tokens(50257), eval_pass_tokens(65), eval_pass_tokens(262_144)
+    (1536, 1536, 294)
+    """
+    return max(1, min(EVAL_PASS_TOKENS, EVAL_PASS_LOGITS // vocab_size))
 
 
 def evaluate_in_passes(model, train_loader, val_loader, device, eval_iter, pass_tokens=EVAL_PASS_TOKENS):
     """``evaluate_model``'s losses with the batches of both loaders run through the model a few at a time.
 
-    Up to ``pass_tokens`` tokens a forward pass (a batch alone if bigger), each batch's loss by
+    Up to ``pass_tokens`` tokens a forward pass (a batch alone if bigger; ``eval_pass_tokens`` chooses them for
+    a vocabulary), each batch's loss by
     ``cross_entropy_by_rows``. In eval mode the model sees each row alone, so the losses are the book's (to
     rounding: the matrix products are larger), and the loaders are iterated as the book iterates them (the
     same draws from the global generator). The book's run, GPT-124M under bf16 autocast: an evaluation of 6
@@ -171,6 +194,7 @@ def evaluate_in_passes(model, train_loader, val_loader, device, eval_iter, pass_
                 rows = logits[start:start + len(inputs)]  # (batch, num_tokens, vocab)
                 totals[which] += cross_entropy_by_rows(rows.flatten(0, 1), targets.to(device).flatten()).item()
                 start += len(inputs)
+            del logits, rows  # before the next pass: one pass's logits at a time
     model.train()
     return totals[0] / batches_to_use(train_loader, eval_iter), totals[1] / batches_to_use(val_loader, eval_iter)
 

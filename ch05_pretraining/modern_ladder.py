@@ -121,7 +121,7 @@ def train_one(cfg, train_ds, val_ds, args, seed, runtime):
     optimizer = make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw, betas=(0.9, 0.99), decay="matrices")
     settings = TrainSettings(max_steps=args.steps, lr=args.lr, warmup_steps=min(50, args.steps // 10),
                              min_lr=args.lr / 10, grad_clip=1.0, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
-                             amp_dtype=runtime.amp_dtype, sample_tokens=0)
+                             sample_tokens=0, **runtime.train_settings(cfg.vocab_size))
     trainer = Trainer(model, optimizer, train_loader, val_loader, "cpu", settings, log=lambda *a: None)
     start = time.perf_counter()
     state = trainer.fit()

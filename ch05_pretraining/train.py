@@ -337,9 +337,9 @@ def run(args, explicit=None, started=None):
     settings = TrainSettings(
         epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
-        grad_accum=args.grad_accum, start_context=args.start_context, amp_dtype=runtime.amp_dtype,
+        grad_accum=args.grad_accum, start_context=args.start_context,
         sample_tokens=0 if args.fsdp else 50,  # a sharded sample would need every rank: none
-        loss_by_rows=runtime.loss_by_rows, eval_pass_tokens=runtime.eval_pass_tokens)
+        **runtime.train_settings(cfg.vocab_size))
 
     with timed("start-up: building the model"):
         model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from ch02_text.common import bf16_supported  # noqa: F401 (re-exported for the benches)
-from ..loss import EVAL_PASS_TOKENS
+
+from ..loss import eval_pass_tokens
 
 
 def keep_freed_memory(keep: bool = True) -> bool:
@@ -113,7 +114,7 @@ class Runtime:
     own_dropout: bool = False  # dropout masks from the model's own generator (use_generator_dropout)
     masks_ahead: bool = False  # the book's masks drawn ahead on two cores (use_prefetched_dropout): CPU only
     loss_by_rows: bool = False  # the loss and its gradient a few rows at a time (cross_entropy_by_rows): CPU only
-    eval_pass_tokens: int | None = None  # evaluations with several batches a pass (evaluate_in_passes): CPU only
+    eval_in_passes: bool = False  # evaluations with several batches a pass (evaluate_in_passes): CPU only
 
     @classmethod
     def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
@@ -123,8 +124,16 @@ class Runtime:
         cpu = device.type == "cpu"
         return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
                    fused_adamw=device.type in ("cpu", "cuda"), keep_heap=cpu, own_dropout=own_dropout,
-                   masks_ahead=cpu and not own_dropout, loss_by_rows=cpu,
-                   eval_pass_tokens=EVAL_PASS_TOKENS if cpu else None)
+                   masks_ahead=cpu and not own_dropout, loss_by_rows=cpu, eval_in_passes=cpu)
+
+    def train_settings(self, vocab_size: int) -> dict:
+        """The ``TrainSettings`` fields this runtime decides, for a model with ``vocab_size`` outputs.
+
+        >>> Runtime.choose(torch.device("cpu"), book=True).train_settings(50257)
+        {'amp_dtype': None, 'loss_by_rows': False, 'eval_pass_tokens': None}
+        """
+        return {"amp_dtype": self.amp_dtype, "loss_by_rows": self.loss_by_rows,
+                "eval_pass_tokens": eval_pass_tokens(vocab_size) if self.eval_in_passes else None}
 
     def apply(self, device: torch.device, threads: int | None = None) -> None:
         """Set the process-wide parts: CPU threads (default: physical cores) and glibc's heap."""

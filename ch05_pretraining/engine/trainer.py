@@ -300,9 +300,11 @@ class Trainer:
         mean over the group.
         """
         masks_ahead = self.book_masks.ahead(tuple(input_batch.shape)) if self.book_masks else contextlib.nullcontext()
-        loss_of_batch = calc_loss_batch_by_rows if self.settings.loss_by_rows else calc_loss_batch
         with self.autocast(), masks_ahead:
-            loss = loss_of_batch(input_batch, target_batch, self.model, self.device)
+            if self.settings.loss_by_rows:  # its gradient made in the forward pass, for this backward pass
+                loss = calc_loss_batch_by_rows(input_batch, target_batch, self.model, self.device, 1 / group_size)
+            else:
+                loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
         total = loss
         aux = self.raw_model.router_aux_loss() if hasattr(self.raw_model, "router_aux_loss") else None
         if aux is not None:  # mixture of experts: the load-balancing loss trains the routers
