@@ -29,7 +29,8 @@ class SDPADropout(FastMultiHeadAttention):
 
 class MaskThenScale(FastMultiHeadAttention):
     """The fast module's ``attend_with_dropout`` before the scores came masked and scaled out of one ``baddbmm``:
-    the product, then ``masked_fill_`` and ``mul_`` over the scores, each a pass forward and backward."""
+    the product, then ``masked_fill_`` and ``mul_`` over the scores, each a pass forward and backward (for the
+    book's multi-head shape this bench builds: no grouped heads, ``F.dropout``)."""
 
     def attend_with_dropout(self, q, k, v, mask, dropout_p):
         num_tokens = q.shape[-2]
