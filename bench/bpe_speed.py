@@ -15,7 +15,7 @@ import time
 from tests.bpe_naive import naive_train_merges  # the tests' oracle: the plain algorithm
 from bench.timing import machine_line, median_seconds
 from ch02_text.bpe import BPETokenizer, train_merges
-from ch02_text.common import find_data_file, read_data_text
+from ch02_text.data_files import find_data_file, read_data_text
 from ch02_text.tokenizers import gpt2_tokenizer
 
 

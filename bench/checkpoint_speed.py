@@ -28,7 +28,7 @@ import time
 import torch
 
 from bench.timing import machine_line
-from ch02_text.common import DirectWriter
+from ch02_text.safe_files import DirectWriter
 from ch05_pretraining.checkpoint import without_zip_checksums
 from ch05_pretraining.engine.runtime import physical_cores
 from ch05_pretraining.engine.trainer import make_optimizer

@@ -111,7 +111,7 @@ def weight_bytes_per_token(model) -> int:
 def greedy_agreement(checkpoint):
     """Teacher-forced over the-verdict's validation text: share of positions whose greedy token differs
     between fp32 and bf16, and the largest logit difference, for the chapter-5 model."""
-    from ch02_text.common import read_data_text
+    from ch02_text.data_files import read_data_text
     from ch05_pretraining.checkpoint import model_from_checkpoint
 
     model, _ = model_from_checkpoint(checkpoint)

@@ -40,7 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.timing import machine_line
-from ch02_text.common import REPO_ROOT, read_data_text
+from ch02_text.data_files import read_data_text
+from ch02_text.paths import REPO_ROOT
 
 N_LAYER, N_HEAD, N_EMBD, BLOCK_SIZE, BATCH_SIZE = 4, 4, 128, 64, 12
 MAX_ITERS, WARMUP_ITERS, LR, MIN_LR = 2000, 100, 1e-3, 1e-4

@@ -24,7 +24,7 @@ import time
 import torch
 
 from bench.timing import machine_line
-from ch02_text.common import read_data_text
+from ch02_text.data_files import read_data_text
 from ch05_pretraining.previous_chapters import GPTModel, estimate, gpt2_tokenizer, model_config
 from ch05_pretraining.engine.runtime import bf16_supported, keep_freed_memory, physical_cores
 from ch05_pretraining.engine.trainer import Trainer, TrainSettings, TrainState, make_optimizer

@@ -34,7 +34,7 @@ import torch
 
 from bench.timing import machine_line
 from bench.train_speed import matmul_peak
-from ch02_text.common import bf16_supported
+from ch02_text.hardware import bf16_supported
 from ch05_pretraining.previous_chapters import GPT_CONFIG_124M, estimate, model_config
 from ch05_pretraining.engine.runtime import physical_cores
 
@@ -44,7 +44,8 @@ EVAL_LINE = re.compile(r"Train loss ([\d.]+), Val loss ([\d.]+)")
 def book_run(out_dir: Path, epochs: int) -> None:
     """The chapter's training run with the book's code, as a reader's script runs it."""
     from ch05_pretraining.book_loop import plot_losses, train_model_simple
-    from ch02_text.common import read_data_text, save_figure
+    from ch02_text.data_files import read_data_text
+    from ch02_text.figures import save_figure
     from ch05_pretraining.previous_chapters import GPTModel, create_dataloader_v1, gpt2_tokenizer
 
     text_data = read_data_text("the-verdict.txt")

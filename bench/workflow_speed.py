@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from bench.timing import machine_line
-from ch02_text.common import REPO_ROOT, read_data_text
+from ch02_text.data_files import read_data_text
+from ch02_text.paths import REPO_ROOT
 
 
 def whole_command(args) -> float:

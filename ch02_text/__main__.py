@@ -1,6 +1,6 @@
 """``python -m ch02_text``: walk through chapter 2 and print what the book prints."""
 
-from .cli import chapter_parser, run_walkthrough
+from .chapter_runner import chapter_parser, run_walkthrough
 
 
 def main(argv=None):

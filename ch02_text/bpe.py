@@ -35,8 +35,11 @@ from pathlib import Path
 
 import regex
 
-from .cli import CliParser, cli_errors, nonneg_int, positive_int
-from .common import UserInputError, atomic_write_bytes, check_writable, read_data_text, read_text_file
+from .cli import CliParser, cli_errors
+from .data_files import read_data_text, read_text_file
+from .errors import UserInputError
+from .option_types import nonneg_int, positive_int
+from .safe_files import atomic_write_bytes, check_writable
 from .tokenizers import GPT2_PATTERN, SPECIAL_TOKENS
 
 FORMAT = "llms-from-scratch-bpe"

@@ -15,7 +15,7 @@ follow. A character outside the vocabulary is an error that names it.
 from __future__ import annotations
 
 from .bpe import end_of_text_id, special_pattern
-from .common import UserInputError
+from .errors import UserInputError
 from .tokenizers import SPECIAL_TOKENS
 
 FORMAT = "llms-from-scratch-char-tokenizer"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .common import UserInputError
+from .errors import UserInputError
 from .tokenizers import gpt2_tokenizer
 
 

@@ -5,8 +5,8 @@ Each solution uses the chapter's own code and prints what the book's published s
 
 from __future__ import annotations
 
-from .cli import run_exercises
-from .common import read_data_text
+from .chapter_runner import run_exercises
+from .data_files import read_data_text
 from .dataloader import create_dataloader_v1
 from .tokenizers import gpt2_tokenizer
 

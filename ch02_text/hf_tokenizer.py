@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .bpe import CHAR_TO_BYTE, read_json_file
-from .common import UserInputError
+from .errors import UserInputError
 
 FORMAT = "hf-tokenizers"  # the stored form: tokenizer.json and tokenizer_config.json, whole
 

@@ -19,7 +19,7 @@ from .bpe import FORMAT as BPE_FORMAT
 from .bpe import BPETokenizer, read_json_file
 from .char_tokenizer import FORMAT as CHAR_FORMAT
 from .char_tokenizer import CharTokenizer
-from .common import UserInputError
+from .errors import UserInputError
 from .hf_tokenizer import FORMAT as HF_FORMAT
 from .hf_tokenizer import HFTokenizer
 from .tokenizers import SPECIAL_TOKENS, gpt2_tokenizer

@@ -21,7 +21,9 @@ import re
 import tiktoken
 import tiktoken.load
 
-from .common import DATA_DIR, NO_DOWNLOAD_ENV, DataFileError, find_local_data_file
+from .data_files import NO_DOWNLOAD_ENV, find_local_data_file
+from .errors import DataFileError
+from .paths import DATA_DIR
 
 # The book's pattern (listing 2.3/2.4): punctuation, double dash, whitespace.
 SPLIT_PATTERN = r'([,.:;?_!"()\']|--|\s)'

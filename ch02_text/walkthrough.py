@@ -16,7 +16,7 @@ import re
 
 import torch
 
-from ch02_text.common import read_data_text
+from ch02_text.data_files import read_data_text
 from ch02_text.dataloader import GPTDatasetV1, create_dataloader_v1  # noqa: F401 (book names)
 from ch02_text.tokenizers import (
     SimpleTokenizerV1, SimpleTokenizerV2, UnknownTokenError, build_vocab, gpt2_tokenizer,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ch02_text.cli import run_exercises
+from ch02_text.chapter_runner import run_exercises
 
 from .attention import EXAMPLE_INPUTS, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1, SelfAttention_v2
 

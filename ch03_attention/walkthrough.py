@@ -307,7 +307,7 @@ print("\nSecond head:\n", second_res)
 # %%
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ch02_text.common import save_figure  # noqa: E402
+from ch02_text.figures import save_figure  # noqa: E402
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
 panels = [(simple_attn_weights, "Unmasked attention weights (3.3.2)"),

@@ -1,6 +1,6 @@
 """``python -m ch04_gpt``: walk through chapter 4 and print what the book prints."""
 
-from ch02_text.cli import chapter_parser, run_walkthrough
+from ch02_text.chapter_runner import chapter_parser, run_walkthrough
 
 
 def main(argv=None):

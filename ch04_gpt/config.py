@@ -11,7 +11,7 @@ Kernel choices (the book's classes or fused ones, dtype) are not architecture an
 (768, 64, 3072, 12)
 >>> validate_config({**GPT_CONFIG_124M, "n_kv_head": 4})
 Traceback (most recent call last):
-ch02_text.common.UserInputError: model config: unknown key 'n_kv_head' (did you mean n_kv_heads?)
+ch02_text.errors.UserInputError: model config: unknown key 'n_kv_head' (did you mean n_kv_heads?)
 >>> model_config("gpt2-medium")["n_layers"], model_config("qwen3-0.6b").n_kv_heads
 (24, 8)
 """
@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 
 from .families import FAMILIES, PRESETS
 
@@ -251,7 +251,7 @@ def validate_config(cfg) -> ModelConfig:
 
     >>> validate_config({**GPT_CONFIG_124M, "n_heads": 0})
     Traceback (most recent call last):
-    ch02_text.common.UserInputError: model config: n_heads must be a positive integer, got 0
+    ch02_text.errors.UserInputError: model config: n_heads must be a positive integer, got 0
     """
     if isinstance(cfg, ModelConfig):
         return cfg

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ch02_text.cli import run_exercises
+from ch02_text.chapter_runner import run_exercises
 
 from .config import BOOK_PRESET_NAMES, GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_config
 from .model import GPTModel, TransformerBlock

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ch02_text.common import UserInputError, bf16_supported
+from ch02_text.errors import UserInputError
+from ch02_text.hardware import bf16_supported
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

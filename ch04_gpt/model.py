@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 
 from .config import GPT_CONFIG_124M, kernel_choice, model_config, validate_config  # noqa: F401 (doctest)
 from .feed_forward import GatedFeedForward, MixtureOfExperts, load_balancing_loss

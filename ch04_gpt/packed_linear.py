@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ch02_text.common import intel_cpu
+from ch02_text.hardware import intel_cpu
 
 from .feed_forward import ACTIVATIONS, GatedFeedForward
 

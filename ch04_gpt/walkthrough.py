@@ -22,7 +22,7 @@ from ch04_gpt.config import GPT_CONFIG_124M, MODEL_PRESETS, estimate, model_conf
 from ch04_gpt.generate import generate_text_simple
 from ch04_gpt.layers import GELU, ExampleDeepNeuralNetwork, FeedForward, LayerNorm, print_gradients
 from ch04_gpt.model import DummyGPTModel, GPTModel, TransformerBlock
-from ch02_text.common import save_figure
+from ch02_text.figures import save_figure
 from ch04_gpt.previous_chapters import gpt2_tokenizer
 
 ARGS = globals().get("ARGS")

@@ -2,8 +2,12 @@
 
 from pathlib import Path
 
-from ch02_text.cli import add_device_argument, chapter_parser, cli_errors, positive_int, run_walkthrough
-from ch02_text.common import UserInputError, check_folder, pick_device
+from ch02_text.chapter_runner import chapter_parser, run_walkthrough
+from ch02_text.cli import add_device_argument, cli_errors
+from ch02_text.errors import UserInputError
+from ch02_text.hardware import pick_device
+from ch02_text.option_types import positive_int
+from ch02_text.safe_files import check_folder
 
 BOOK_EPOCHS = 10
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch.utils.serialization import config as serialization_config
 
-from ch02_text.common import UserInputError, atomic_writer
+from ch02_text.errors import UserInputError
+from ch02_text.safe_files import atomic_writer
 
 from .baselines import build_rung, split_legacy_rung
 from .previous_chapters import GPT_CONFIG_124M, GPTModel, book_to_fast_state_dict, preset_heads, validate_config

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ch02_text.cli import run_exercises
-from ch02_text.common import check_writable, find_local_data_file, read_data_text
+from ch02_text.chapter_runner import run_exercises
+from ch02_text.data_files import find_local_data_file, read_data_text
+from ch02_text.safe_files import check_writable
 
 from .book_loop import train_model_simple
 from .checkpoint import checkpoint_impl, load_checkpoint, read_checkpoint, save_checkpoint

@@ -20,8 +20,10 @@ import socket
 import sys
 import webbrowser
 
-from ch02_text.cli import CliParser, add_device_argument, cli_errors, port_number
-from ch02_text.common import UserInputError, pick_device
+from ch02_text.cli import CliParser, add_device_argument, cli_errors
+from ch02_text.errors import UserInputError
+from ch02_text.hardware import pick_device
+from ch02_text.option_types import port_number
 
 from .engine.explorer import Explorer, make_server
 from .engine.model_source import add_source_arguments, load_model

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from ch02_text.cli import CliParser, cli_errors
-from ch02_text.common import atomic_write_bytes, check_folder, find_data_file
+from ch02_text.data_files import find_data_file
+from ch02_text.safe_files import atomic_write_bytes, check_folder
 
 from .checkpoint import CheckpointError, load_model_file
 from .hf_weights import export_hf

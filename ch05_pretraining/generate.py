@@ -28,10 +28,11 @@ import sys
 
 import torch
 
-from ch02_text.cli import (
-    CliParser, add_device_argument, cli_errors, nonneg_float, nonneg_int, positive_int, probability_mass,
-)
-from ch02_text.common import UserInputError, pick_device, set_seed
+from ch02_text.cli import CliParser, add_device_argument, cli_errors
+from ch02_text.errors import UserInputError
+from ch02_text.hardware import pick_device
+from ch02_text.option_types import nonneg_float, nonneg_int, positive_int, probability_mass
+from ch02_text.seeds import set_seed
 from ch02_text.text_stream import TextStream
 
 from .engine.model_source import add_source_arguments, load_model as load_source

@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from ch02_text.common import UserInputError, atomic_write_bytes, bf16_supported
+from ch02_text.errors import UserInputError
+from ch02_text.hardware import bf16_supported
+from ch02_text.safe_files import atomic_write_bytes
 
 from .checkpoint import CheckpointError
 from .previous_chapters import FAMILIES, GPT_CONFIG_124M, GPTModel, read_json_file, validate_config

@@ -31,16 +31,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ch02_text.cli import CliParser, cli_errors, fraction, positive_float, positive_int
-from ch02_text.common import UserInputError, check_writable, save_figure, set_seed
+from ch02_text.cli import CliParser, cli_errors
+from ch02_text.errors import UserInputError
+from ch02_text.figures import save_figure
+from ch02_text.option_types import fraction, positive_float, positive_int
+from ch02_text.safe_files import check_writable
+from ch02_text.seeds import set_seed
 
 from .baselines import CountModel, build_rung
 from .checkpoint import save_checkpoint
-from .loss import calc_loss_loader
-from .previous_chapters import TOKENIZER_CHOICES, model_config, tokenizer_to_dict
 from .engine.runtime import Runtime
 from .engine.token_data import TokenWindows, load_datasets
 from .engine.trainer import Trainer, TrainSettings, make_optimizer
+from .loss import calc_loss_loader
+from .previous_chapters import TOKENIZER_CHOICES, model_config, tokenizer_to_dict
 
 WHAT_IT_ADDS = {
     "unigram": "token frequencies (counts, add-k)",

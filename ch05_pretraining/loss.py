@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 
 
 def calc_loss_batch(input_batch, target_batch, model, device):

@@ -31,8 +31,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ch02_text.cli import CliParser, cli_errors, positive_float, positive_int
-from ch02_text.common import UserInputError, check_folder, save_figure, set_seed
+from ch02_text.cli import CliParser, cli_errors
+from ch02_text.errors import UserInputError
+from ch02_text.figures import save_figure
+from ch02_text.option_types import positive_float, positive_int
+from ch02_text.safe_files import check_folder
+from ch02_text.seeds import set_seed
 
 from .checkpoint import save_checkpoint
 from .engine.runtime import Runtime

@@ -22,13 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ch02_text.cli import CliParser, cli_errors, fraction, positive_int
-from ch02_text.common import UserInputError, check_writable, resolve_input
+from ch02_text.cli import CliParser, cli_errors
+from ch02_text.data_files import resolve_input
+from ch02_text.errors import UserInputError
+from ch02_text.option_types import fraction, positive_int
+from ch02_text.safe_files import check_writable
+from .engine.token_data import DTYPES, write_token_file
 from .previous_chapters import (
     BPETokenizer, SPECIAL_TOKENS, TOKENIZER_CHOICES, choose_tokenizer, describe_tokenizer, tokenizer_from_dict,
     tokenizer_to_dict,
 )
-from .engine.token_data import DTYPES, write_token_file
 
 
 def list_text_files(input_path, pattern="*.txt") -> list[Path]:

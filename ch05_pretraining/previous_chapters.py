@@ -1,7 +1,7 @@
 """What chapter 5 uses from chapters 2-4, re-exported (no copies).
 
-Only book code: the shared infrastructure (ch02_text/common.py, ch02_text/cli.py) is imported from the
-module that defines it."""
+Only book code: the shared infrastructure (chapter 2's ground floor: errors, data_files, safe_files,
+hardware, seeds, figures, cli, ...) is imported from the module that defines it."""
 
 from ch02_text.bpe import BPETokenizer, read_json_file  # noqa: F401
 from ch02_text.dataloader import create_dataloader_v1  # noqa: F401

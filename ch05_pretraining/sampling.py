@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 from .previous_chapters import generate_loop
 
 
@@ -47,7 +47,7 @@ class SamplingSettings:
     50
     >>> SamplingSettings(temperature=float("nan"))
     Traceback (most recent call last):
-    ch02_text.common.UserInputError: temperature must be a finite number >= 0 (0 = greedy), got nan
+    ch02_text.errors.UserInputError: temperature must be a finite number >= 0 (0 = greedy), got nan
     """
 
     temperature: float = 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 
 
 def text_to_token_ids(text, tokenizer):

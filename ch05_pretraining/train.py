@@ -43,27 +43,27 @@ import torch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ch02_text.cli import (
-    CliParser, add_device_argument, cli_errors, fraction, nonneg_float, nonneg_int, positive_float, positive_int,
-    unit_interval,
-)
-from ch02_text.common import (
-    UserInputError, check_writable, pick_device, save_figure, set_seed,
-)
+from ch02_text.cli import CliParser, add_device_argument, cli_errors
+from ch02_text.errors import UserInputError
+from ch02_text.figures import save_figure
+from ch02_text.hardware import pick_device
+from ch02_text.option_types import fraction, nonneg_float, nonneg_int, positive_float, positive_int, unit_interval
+from ch02_text.safe_files import check_writable
+from ch02_text.seeds import set_seed
 
 from .book_loop import plot_losses
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint
+from .engine.resume import merge_resume_options, restore
+from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
+from .engine.sharding import full_state, shard
+from .engine.token_data import load_datasets
+from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer
+from .hf_weights import load_hf
 from .previous_chapters import (
     ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
     init_gpt2_weights, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout,
     use_prefetched_dropout, validate_config,
 )
-from .engine.resume import merge_resume_options, restore
-from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
-from .engine.sharding import full_state, shard
-from .engine.token_data import load_datasets
-from .hf_weights import load_hf
-from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer
 
 DEFAULT_OUT = "checkpoints/model.pt"
 DROPOUT_SEED_OFFSET = 1_000_003  # the dropout generator's seed is --seed plus this (plus the rank)

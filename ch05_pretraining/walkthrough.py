@@ -25,7 +25,9 @@ import torch  # noqa: E402
 
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from ch05_pretraining.loss import calc_loss_loader  # noqa: E402
-from ch02_text.common import find_local_data_file, pick_device, read_data_text, save_figure
+from ch02_text.data_files import find_local_data_file, read_data_text
+from ch02_text.figures import save_figure
+from ch02_text.hardware import pick_device
 from ch05_pretraining.previous_chapters import GPTModel, create_dataloader_v1, generate_text_simple, gpt2_tokenizer
 from ch05_pretraining.sampling import generate, print_sampled_tokens, softmax_with_temperature  # noqa: E402
 from ch05_pretraining.tokens import text_to_token_ids, token_ids_to_text  # noqa: E402

@@ -25,7 +25,7 @@ TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 32
 # Options of the train CLI for a tiny run (1 layer, width 32, context 32, batch 2).
 TINY_ARGS = ["--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32",
              "--batch-size", "2", "--eval-freq", "4", "--eval-iter", "2", "--no-progress"]
-MISSING_DATA = "not found: place"  # in every DataFileError message (ch02_text.common)
+MISSING_DATA = "not found: place"  # in every DataFileError message (ch02_text.data_files)
 
 
 def _strict_fail(report) -> None:
@@ -50,7 +50,7 @@ def pytest_runtest_makereport(item, call):
     _strict_fail(report)
     if STRICT or call.excinfo is None or not report.failed:
         return
-    from ch02_text.common import DataFileError
+    from ch02_text.errors import DataFileError
 
     exc = call.excinfo.value
     said = [line for line in f"{exc}\n{report.capstderr}".splitlines() if MISSING_DATA in line]
@@ -72,7 +72,8 @@ def pytest_terminal_summary(terminalreporter):
 def require_data(*names) -> None:
     """Skip (fail under LLMS_STRICT_TESTS) unless the data files are found: for fixtures shared by several
     tests, where a skip must be raised by pytest.skip itself to be remembered for the next test."""
-    from ch02_text.common import DataFileError, find_data_file
+    from ch02_text.data_files import find_data_file
+    from ch02_text.errors import DataFileError
 
     for name in names:
         try:
@@ -85,7 +86,7 @@ def require_data(*names) -> None:
 
 @pytest.fixture(scope="session")
 def verdict_text():
-    from ch02_text.common import read_data_text
+    from ch02_text.data_files import read_data_text
 
     return read_data_text("the-verdict.txt")
 
@@ -109,7 +110,7 @@ def readme_references(package: str) -> list[tuple[str, str | None]]:
     """The ``file.py``, ``sub/file.py`` and ``file.py:Name`` references in a chapter's README.md, as (file, name)."""
     import re
 
-    from ch02_text.common import REPO_ROOT
+    from ch02_text.paths import REPO_ROOT
 
     text = (REPO_ROOT / package / "README.md").read_text(encoding="utf-8")
     return [(m.group(1), m.group(2)) for m in re.finditer(r"`((?:\w+/)*\w+\.py)(?::(\w+))?", text)]
@@ -119,7 +120,7 @@ def check_readme(package: str) -> None:
     """Every file and object a chapter README names exists (in the chapter, or the repo root's data helpers)."""
     import importlib
 
-    from ch02_text.common import REPO_ROOT
+    from ch02_text.paths import REPO_ROOT
 
     refs = readme_references(package)
     assert len(refs) >= 10, refs

@@ -5,8 +5,8 @@ import pytest
 
 from bpe_naive import naive_train_merges
 from ch02_text.bpe import BPETokenizer, train_merges
+from ch02_text.data_files import find_data_file
 from ch02_text.tokenizers import SPECIAL_TOKENS
-from ch02_text.common import find_data_file
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_offline_gpt2_equals_tiktoken_reference(gpt2_tok, verdict_text):
     import tiktoken.load
     from tiktoken_ext import openai_public
 
-    from ch02_text.common import find_data_file
+    from ch02_text.data_files import find_data_file
 
     ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
         str(find_data_file("gpt2/vocab.bpe")), str(find_data_file("gpt2/encoder.json")),

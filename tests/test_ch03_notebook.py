@@ -5,7 +5,7 @@ Skipped unless jupytext, nbclient and ipykernel are installed (they are optional
 
 import pytest
 
-from ch02_text.common import REPO_ROOT
+from ch02_text.paths import REPO_ROOT
 
 
 def test_walkthrough_runs_as_a_notebook_and_shows_its_figure_inline(tmp_path):

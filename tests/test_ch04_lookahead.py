@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 
 from ch04_gpt.generate import generate_text_cached, generate_text_simple
 from ch04_gpt.lookahead import Drafts, can_look_ahead, generate_greedy_lookahead

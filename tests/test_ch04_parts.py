@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 from ch03_attention.fast_attention import FastMultiHeadAttention, causal_mask
 from ch04_gpt.config import ALL_PRESETS, GPT_CONFIG_124M, estimate, model_config, scaled_config, validate_config
 from ch04_gpt.families import FAMILIES, SMALLEST

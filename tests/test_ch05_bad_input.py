@@ -186,7 +186,7 @@ def test_prepare_writes_both_files_or_neither(tmp_path, monkeypatch):
 
 
 def test_atomic_writer_removes_temp_files_of_an_earlier_killed_save(tmp_path):
-    from ch02_text.common import atomic_write_bytes
+    from ch02_text.safe_files import atomic_write_bytes
 
     stale = tmp_path / ".model.pt.k3j_x9a2.tmp"  # what a SIGKILL during a save leaves
     other = tmp_path / ".model.pt.png.k3j_x9a2.tmp"  # another target's temp file
@@ -292,7 +292,7 @@ def test_repl_streams_and_ctrl_c_returns_to_the_prompt(session, monkeypatch, cap
 def test_help_shows_defaults_and_plain_text():
     import subprocess
 
-    from ch02_text.common import REPO_ROOT
+    from ch02_text.paths import REPO_ROOT
 
     helps = {module: " ".join(subprocess.run(
         [sys.executable, "-m", f"ch05_pretraining.{module}", "--help"], cwd=REPO_ROOT, capture_output=True,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ch02_text.common import REPO_ROOT
+from ch02_text.paths import REPO_ROOT
 from ch05_pretraining.checkpoint import read_checkpoint
 from conftest import TINY_ARGS
 

@@ -101,7 +101,7 @@ def test_fsdp_cli_run_saves_one_checkpoint_that_resumes_in_one_process(corpus, t
     import subprocess
     import sys
 
-    from ch02_text.common import REPO_ROOT
+    from ch02_text.paths import REPO_ROOT
     from ch05_pretraining.checkpoint import read_checkpoint
 
     out = tmp_path / "fsdp.pt"

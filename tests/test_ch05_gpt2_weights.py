@@ -147,7 +147,7 @@ def test_config_json_settings_the_model_cannot_represent_are_refused(tmp_path, c
 
 
 def test_post_layernorm_models_are_not_exported(tmp_path):
-    from ch02_text.common import UserInputError
+    from ch02_text.errors import UserInputError
 
     cfg = {**GPT_CONFIG_124M, "vocab_size": V, "context_length": T, "emb_dim": D, "n_heads": H, "n_layers": L,
            "norm_position": "post"}

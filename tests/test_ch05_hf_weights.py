@@ -9,7 +9,7 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt for the parity tests")
 
-from ch02_text.common import UserInputError  # noqa: E402
+from ch02_text.errors import UserInputError  # noqa: E402
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple  # noqa: E402
 from ch05_pretraining.checkpoint import CheckpointError  # noqa: E402
 from ch05_pretraining.hf_weights import config_from_hf, export_hf, hf_config, load_hf  # noqa: E402
@@ -141,7 +141,7 @@ def test_a_missing_tensor_and_an_unknown_model_type_are_one_line(tmp_path):
 
 
 def test_a_bf16_folder_loads_in_either_dtype(tmp_path):
-    from ch02_text.common import bf16_supported
+    from ch02_text.hardware import bf16_supported
 
     model = tiny_hf("qwen3").to(torch.bfloat16)
     model.save_pretrained(tmp_path)

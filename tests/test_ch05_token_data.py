@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ch05_pretraining.prepare import list_text_files, main as prepare_main, tokenize_files
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 from ch05_pretraining.engine.token_data import TokenFile, TokenWindows, write_token_file
 
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ch02_text.common import UserInputError
 from ch02_text.dataloader import create_dataloader_v1
+from ch02_text.errors import UserInputError
 from ch03_attention.generator_dropout import dropout_generator, use_generator_dropout
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint

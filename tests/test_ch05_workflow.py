@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from ch02_text.common import REPO_ROOT
+from ch02_text.paths import REPO_ROOT
 from ch05_pretraining.checkpoint import read_checkpoint
 
 # The README's GPT-1 model, shrunk: same options, tiny numbers.
@@ -25,7 +25,7 @@ TINY_GPT1 = ["--arch", "gpt1", "--n-layers", "2", "--n-heads", "2", "--emb-dim",
 @pytest.fixture(scope="module")
 def shakespeare(tmp_path_factory):
     """The first 60,000 characters of tinyshakespeare.txt (found like every data file)."""
-    from ch02_text.common import read_data_text
+    from ch02_text.data_files import read_data_text
 
     path = tmp_path_factory.mktemp("text") / "shakespeare.txt"
     path.write_text(read_data_text("tinyshakespeare.txt")[:60_000], encoding="utf-8")

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import torch
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 from ch02_text.text_stream import TextStream
 
 from ..previous_chapters import (

@@ -9,8 +9,8 @@ with, checked against its vocabulary, and the prompt its run started from (``--s
 
 from __future__ import annotations
 
-from ch02_text.cli import positive_int
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
+from ch02_text.option_types import positive_int
 
 from ..checkpoint import CheckpointError, load_model_file
 from ..gpt2_weights import load_gpt2_safetensors

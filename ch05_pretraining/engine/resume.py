@@ -13,7 +13,7 @@ optimizer state, the RNG and the trainer's progress are put back so the run cont
 
 from __future__ import annotations
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 
 from ..checkpoint import checkpoint_impl, optimizer_state
 from ..previous_chapters import validate_config

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ch02_text.common import bf16_supported  # noqa: F401 (re-exported for the benches)
+from ch02_text.hardware import bf16_supported  # noqa: F401 (re-exported for the benches)
 
 from ..loss import eval_pass_tokens
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ch02_text.common import (
-    UserInputError, atomic_write_bytes, atomic_writer, find_data_file, read_text_file, resolve_input,
-)
+from ch02_text.data_files import find_data_file, read_text_file, resolve_input
+from ch02_text.errors import UserInputError
+from ch02_text.safe_files import atomic_write_bytes, atomic_writer
 from ..previous_chapters import (
     choose_tokenizer, describe_tokenizer, names_tokenizer, tokenizer_from_dict, tokenizer_to_dict,
 )

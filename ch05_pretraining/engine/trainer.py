@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ch02_text.common import UserInputError
+from ch02_text.errors import UserInputError
 from ch04_gpt.lookahead import Drafts, generate_greedy_lookahead
 
 from ..loss import calc_loss_batch, calc_loss_batch_by_rows, evaluate_in_passes, evaluate_model

@@ -1,19 +1,8 @@
-"""Helpers every chapter shares: finding data files, safe file writes, picking a device, seeding.
+"""Files written whole or not at all, and checked before long work starts.
 
-Chapter 2 is the first layer of the project, so the few helpers that every later
-chapter needs live here and are re-exported through ``previous_chapters.py``.
-
-Data lookup order for a file such as ``the-verdict.txt``::
-
-    1. <repo>/data/the-verdict.txt
-    2. $LLMS_DATA_DIR/the-verdict.txt
-    3. download from the public source into <repo>/data/ (atomic write)
-    4. otherwise: DataFileError with one line naming the file and where to put it
-
->>> find_data_file("the-verdict.txt").name      # doctest: +SKIP
-'the-verdict.txt'
->>> pick_device("cpu")
-device(type='cpu')
+Unlike ``open(path, "wb")``: a crash mid-write leaves the old file or the new one, never half of one;
+``DirectWriter`` writes gigabytes past the page cache; ``check_writable``/``check_folder`` refuse an
+output that cannot be written before hours of training, not after.
 """
 
 from __future__ import annotations
@@ -21,55 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import re
 import tempfile
-import urllib.request
 from pathlib import Path
 
-import torch
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data"
-IMAGE_DIR = REPO_ROOT / "image"
-DATA_ENV = "LLMS_DATA_DIR"
-NO_DOWNLOAD_ENV = "LLMS_NO_DOWNLOAD"  # "1": a missing data file is not downloaded (the tests)
-
-DATA_URLS = {
-    "the-verdict.txt": (
-        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
-        "ch02/01_main-chapter-code/the-verdict.txt"
-    ),
-    "tinyshakespeare.txt": (
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-    ),
-    "gpt2/vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-    "gpt2/encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
-}
-
-
-class DataFileError(FileNotFoundError):
-    """A data file is in none of the places we look and could not be downloaded."""
-
-
-class UserInputError(ValueError):
-    """Bad input from a reader (file, option, prompt): the message says what to change."""
-
-
-def _local_candidates(name: str) -> list[Path]:
-    places = [DATA_DIR / name]
-    env = os.environ.get(DATA_ENV)
-    if env:
-        places.append(Path(env) / name)
-    return places
-
-
-def find_local_data_file(name: str) -> Path | None:
-    """Return the first existing copy of ``name`` in data/ or $LLMS_DATA_DIR, else None."""
-    for path in _local_candidates(name):
-        if path.is_file():
-            return path
-    return None
+from .errors import UserInputError
 
 
 @contextlib.contextmanager
@@ -240,131 +185,4 @@ def check_folder(path, what: str = "--out-dir") -> Path:
     if path.exists() and not path.is_dir():
         raise UserInputError(f"{what} '{path}' is a file, not a folder: give a folder")
     check_writable(path / "probe", what)
-    return path
-
-
-def find_data_file(name: str, download: bool = True, timeout: float = 20.0) -> Path:
-    """Locate data file ``name`` (e.g. ``"gpt2/vocab.bpe"``); download it as a last resort."""
-    path = find_local_data_file(name)
-    if path is not None:
-        return path
-    url = DATA_URLS.get(name)
-    reason = "no public source is known for it"
-    if os.environ.get(NO_DOWNLOAD_ENV) == "1":  # the tests set it: they never reach the network
-        download, reason = False, f"downloads are off ({NO_DOWNLOAD_ENV}=1)"
-    if download and url is not None:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                payload = resp.read()
-            target = DATA_DIR / name
-            atomic_write_bytes(target, payload)
-            return target
-        except Exception as exc:  # any network failure ends in the one message below
-            reason = f"download from {url} failed ({type(exc).__name__})"
-    raise DataFileError(
-        f"data file '{name}' not found: place it at {DATA_DIR / name} "
-        f"or set {DATA_ENV} to a folder that holds {name} ({reason})"
-    )
-
-
-def read_text_file(path: str | os.PathLike) -> str:
-    """Read a UTF-8 text file; missing or non-UTF-8 files raise UserInputError with the name."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserInputError(f"text file '{path}' is a directory: give a UTF-8 text file")
-    if not path.is_file():
-        raise UserInputError(f"text file '{path}' does not exist: check the path")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserInputError(
-            f"text file '{path}' is not UTF-8 (byte {exc.start}): convert it to UTF-8 first"
-        ) from None
-
-
-def resolve_input(path) -> Path:
-    """A path as given, or, when nothing is there and it names a known data file
-    (``tinyshakespeare.txt``), that file found like every data file (see module docstring)."""
-    path = Path(path)
-    if not path.exists() and str(path) in DATA_URLS:
-        return find_data_file(str(path))
-    return path
-
-
-def read_data_text(name: str = "the-verdict.txt") -> str:
-    """Find a data text file (see module docstring) and return its contents."""
-    return read_text_file(find_data_file(name))
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """``None``/``"auto"`` picks cuda, then mps, then cpu; anything else is taken as asked.
-
-    >>> pick_device("cpu").type
-    'cpu'
-    """
-    if name in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserInputError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("device 'cuda' asked for but CUDA is not available: use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserInputError("device 'mps' asked for but MPS is not available: use --device cpu")
-    return device
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 matmuls in hardware: AVX512-BF16/AMX on CPU, a bf16 GPU on CUDA."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        flags = cpu_info()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
-
-
-def cpu_info() -> str:
-    """The text of ``/proc/cpuinfo`` (flags, vendor), or "" where there is none (not Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def intel_cpu() -> bool:
-    """Whether the processor is Intel's (``vendor_id: GenuineIntel``): MKL, PyTorch's fp32 matmul library on
-    x86, is tuned for these."""
-    return "GenuineIntel" in cpu_info()
-
-
-def set_seed(seed: int) -> None:
-    """Seed torch (CPU and all GPUs) and Python's ``random`` the way the book does."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None) -> Path:
-    """Save a matplotlib figure as PNG atomically in ``image/`` (or ``out_dir``).
-
-    In a notebook (inline backend) the figure stays open so it shows below the cell;
-    anywhere else it is closed.
-    """
-    import io
-
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir) if out_dir is not None else IMAGE_DIR
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    path = atomic_write_bytes(out / name, buf.getvalue())
-    if "inline" not in matplotlib.get_backend():
-        plt.close(fig)
     return path
