@@ -262,29 +262,6 @@ class GPTModel(nn.Module):
                                                                    self.cfg.n_experts_per_token)
 
 
-def init_gpt2_weights(model: GPTModel) -> GPTModel:
-    """Re-initialise ``model`` the way GPT-2 (and nanoGPT) do; the book keeps PyTorch's defaults.
-
-    Linear and embedding weights ~ N(0, 0.02), biases 0, and the projections that write into the
-    residual stream (attention output, the feed-forward's last layer: each block marks them) ~
-    N(0, 0.02 / sqrt(2 * n_layers)). With a tied output head PyTorch's N(0, 1) embedding makes the first
-    logits huge (a first loss near 80 instead of ln(vocab_size)); this init starts near ln(vocab_size).
-
-    >>> cfg = {**GPT_CONFIG_124M, "vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2,
-    ...        "n_layers": 2, "tie_weights": True}
-    >>> round(init_gpt2_weights(GPTModel(cfg)).tok_emb.weight.std().item(), 2)
-    0.02
-    """
-    residual_std = 0.02 / (2 * model.cfg["n_layers"]) ** 0.5
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            std = residual_std if getattr(module, "writes_residual", False) else 0.02
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-    return model
-
-
 class DummyTransformerBlock(nn.Module):
     """Listing 4.1 placeholder block: passes its input through unchanged."""
 

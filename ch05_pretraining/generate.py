@@ -18,7 +18,7 @@ Interactive commands: any text generates a continuation (streamed; Ctrl-C stops 
 returns to the prompt); ":top N TEXT" shows the N most likely next tokens with
 probabilities; ":tok TEXT" shows how TEXT is tokenized;
 ":set temperature|top_k|top_p|max_new_tokens VALUE" changes a setting (top_k/top_p: a
-value or none); ":settings" shows them; ":reset" clears a --chat conversation; ":help"; ":quit" (or Ctrl-D).
+value or none; top_k 0 is off too); ":settings" shows them; ":reset" clears a --chat conversation; ":help"; ":quit" (or Ctrl-D).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def build_parser():
                         "(None: the checkpoint's --start-context, else 'Every effort moves you')")
     p.add_argument("--max-new-tokens", type=nonneg_int, default=50, help="tokens to generate")
     p.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely tokens")
+    p.add_argument("--top-k", type=nonneg_int, default=None,
+                   help="sample only among the k most likely tokens (0 or None: off)")
     p.add_argument("--top-p", type=probability_mass, default=None, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--seed", type=int, default=123, help="seed for sampling")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the tokenizer's end-of-text token")

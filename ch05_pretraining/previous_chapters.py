@@ -24,5 +24,6 @@ from ch04_gpt.families import FAMILIES, SMALLEST, TITLES, WHAT_IT_CHANGES  # noq
 from ch04_gpt.feed_forward import MixtureOfExperts  # noqa: F401
 from ch04_gpt.generate import decode_dtype, generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401
-from ch04_gpt.model import GPTModel, TransformerBlock, init_gpt2_weights  # noqa: F401
+from ch04_gpt.initial_weights import INITS, init_family_weights, init_gpt2_weights, initialise  # noqa: F401
+from ch04_gpt.model import GPTModel, TransformerBlock  # noqa: F401
 from ch04_gpt.packed_linear import pack_for_decoding  # noqa: F401

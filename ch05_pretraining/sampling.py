@@ -43,8 +43,8 @@ MIN_TEMPERATURE = 1e-6  # the smallest temperature > 0: logits up to ~1e30 stay 
 class SamplingSettings:
     """How ``generate`` picks tokens; checked when made, so a bad value never reaches the loop.
 
-    >>> SamplingSettings(temperature=1.5, top_k=50).top_k
-    50
+    >>> SamplingSettings(temperature=1.5, top_k=50).top_k, SamplingSettings(top_k=0).top_k  # 0: off, everywhere
+    (50, None)
     >>> SamplingSettings(temperature=float("nan"))
     Traceback (most recent call last):
     ch02_text.errors.UserInputError: temperature must be a finite number >= 0 (0 = greedy), got nan
@@ -62,8 +62,11 @@ class SamplingSettings:
         if 0 < t < MIN_TEMPERATURE:  # logits / t would overflow to inf: the probabilities NaN
             raise UserInputError(f"temperature {t} is too small to divide by: give 0 (greedy) or at least "
                                  f"{MIN_TEMPERATURE}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k <= 0):
-            raise UserInputError(f"top_k must be a positive integer, got {self.top_k}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
+                                       or self.top_k < 0):
+            raise UserInputError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k}")
+        if self.top_k == 0:
+            object.__setattr__(self, "top_k", None)
         if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
             raise UserInputError(f"top_p must be in (0, 1], got {self.top_p}")
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
@@ -94,7 +97,7 @@ def next_token_probs(logits, temperature=0.0, top_k=None, top_p=None):
     >>> next_token_probs(torch.tensor([[1.0, 3.0, 2.0]]), temperature=1.0, top_k=2).round(decimals=4)
     tensor([[0.0000, 0.7311, 0.2689]])
     """
-    SamplingSettings(temperature, top_k, top_p)  # checks the values
+    top_k = SamplingSettings(temperature, top_k, top_p).top_k  # checks the values; 0 is off
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if temperature == 0.0:
@@ -109,7 +112,7 @@ def next_token_probs(logits, temperature=0.0, top_k=None, top_p=None):
 def make_sampler(temperature=0.0, top_k=None, top_p=None, generator=None):
     """``pick_next(logits (b, vocab)) -> ids (b, 1)``: a draw from ``next_token_probs`` (with ``generator``, a
     ``torch.Generator``, else PyTorch's global one), or the argmax when greedy."""
-    SamplingSettings(temperature, top_k, top_p)  # checks the values
+    top_k = SamplingSettings(temperature, top_k, top_p).top_k  # checks the values; 0 is off
 
     def pick_next(logits):
         if temperature == 0.0:

@@ -61,7 +61,7 @@ from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, Tra
 from .hf_weights import load_hf
 from .previous_chapters import (
     ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
-    init_gpt2_weights, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout,
+    INITS, initialise, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout,
     use_prefetched_dropout, validate_config,
 )
 
@@ -118,9 +118,11 @@ def add_model_options(p):
                                                                           "unless given)")
     model.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
                        help="share token embedding and output head (None: as the preset; the book's: no)")
-    model.add_argument("--init", choices=("book", "gpt2"), default="book",
+    model.add_argument("--init", choices=INITS, default="auto",
                        help="initial weights: book = PyTorch's defaults, as the book; gpt2 = N(0, 0.02) with "
-                            "scaled residual projections, as GPT-2 and nanoGPT (use it with --tie-weights)")
+                            "scaled residual projections, as GPT-2 and nanoGPT; family = as the family's reference "
+                            "implementation (N(0, initializer_range), zero biases, norms at identity); auto = book "
+                            "for gpt2/gpt1, family for the others")
 
 
 def add_optimisation_options(p):
@@ -269,7 +271,7 @@ def check_init_from(args, explicit) -> None:
     if deciding:
         flag = "--" + deciding[0].replace("_", "-")
         raise UserInputError(f"{flag} and --init-from: the folder's config.json decides the model; leave {flag} out")
-    if args.init != "book" and "init" in explicit:
+    if "init" in explicit:
         raise UserInputError("--init and --init-from: the folder's weights are the initial weights; leave --init out")
 
 
@@ -354,7 +356,7 @@ def run(args, explicit=None, started=None):
     is_main = rank == 0  # with --fsdp every rank comes here: saving gathers from all of them
     if is_main:
         print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
-                         tokenizer)
+                         tokenizer, context_length)
         for line in changes:
             print(f"resume: {line}")
 
@@ -447,8 +449,8 @@ def build_model(args, cfg, runtime, device, rank, resume, pretrained):
     model = GPTModel(cfg, impl=runtime.impl)
     if pretrained is not None:  # its weights, as fp32 master weights (autocast computes in bf16 where it pays)
         model.load_state_dict(pretrained.float().state_dict())
-    elif args.init == "gpt2" and resume is None:
-        init_gpt2_weights(model)
+    elif resume is None:
+        initialise(model, args.init)
     model = model.to(device)
     if runtime.own_dropout and cfg.drop_rate > 0:  # its own stream: one per process under torchrun
         generator = torch.Generator(device).manual_seed(args.seed + DROPOUT_SEED_OFFSET + rank)
@@ -497,16 +499,17 @@ def wrap_model(model, device, rank, world_size, args):
 
 
 def print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
-                     tokenizer):
+                     tokenizer, window_tokens):
+    """The run's two lines: the model (its own context), the data (the windows it is trained on)."""
     n_params = sum(p.numel() for p in model.parameters())
     window = f", window {cfg.sliding_window}" if "sliding" in cfg.layer_types else ""
     experts = f", {cfg.n_experts} experts ({cfg.n_experts_per_token} per token)" if cfg.ff == "moe" else ""
     print(f"model: {TITLES.get(cfg.family, cfg.family)}, {n_params:,} parameters, "
-          f"{cfg['n_layers']} layers, {cfg.n_heads} heads ({cfg.n_kv_heads} kv){window}{experts}, "
-          f"context {cfg['context_length']}, {model.impl} layers, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
+          f"{cfg.n_layers} layers, {cfg.n_heads} heads ({cfg.n_kv_heads} kv){window}{experts}, "
+          f"context {cfg.context_length}, {model.impl} layers, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}"
           + (f", {world_size} processes" if world_size > 1 else ""))
     print(f"data: {data_path.name}: {plural(len(train_loader), 'training batch')} of {args.batch_size}x"
-          f"{cfg['context_length']} tokens, {plural(len(val_loader), 'validation batch')}; "
+          f"{window_tokens} tokens, {plural(len(val_loader), 'validation batch')}; "
           f"tokenizer {describe_tokenizer(tokenizer)}"
           + (f"; budget {settings.max_steps:,} steps" if settings.max_steps else ""))
 

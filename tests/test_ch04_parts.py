@@ -13,7 +13,8 @@ from ch04_gpt.config import ALL_PRESETS, GPT_CONFIG_124M, estimate, model_config
 from ch04_gpt.families import FAMILIES, SMALLEST
 from ch04_gpt.feed_forward import GatedFeedForward, MixtureOfExperts, load_balancing_loss
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple
-from ch04_gpt.model import GPTModel, init_gpt2_weights
+from ch04_gpt.initial_weights import init_gpt2_weights
+from ch04_gpt.model import GPTModel
 from ch04_gpt.norms import GemmaRMSNorm, OlmoRMSNorm, RMSNorm
 from ch04_gpt.rope import RotaryEmbedding, apply_rope, rope_frequencies
 

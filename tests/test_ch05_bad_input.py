@@ -301,3 +301,17 @@ def test_help_shows_defaults_and_plain_text():
         assert "``" not in text and "(default:" in text, module
     assert "--batch-size BATCH_SIZE windows per micro-batch (per process) (default: 2)" in helps["train"]
     assert "--max-new-tokens MAX_NEW_TOKENS tokens to generate (default: 50)" in helps["generate"]
+
+
+def test_generate_hf_on_an_exported_character_model_says_how_to_pass_a_tokenizer(corpus, tmp_path, capsys):
+    """A folder exported from a character-level model has no tokenizer.json: the line says so and what to do
+    (not "download the model's whole folder")."""
+    from ch05_pretraining.export import main as export
+    from ch05_pretraining.generate import main as generate
+    from ch05_pretraining.train import main as train
+
+    train(["--data", str(corpus), "--arch", "llama", "--tokenizer", "char", "--max-steps", "1",
+           "--start-context", "I had", "--out", str(tmp_path / "c.pt"), *TINY_ARGS])
+    export(["--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "hf")])
+    fails_with_one_line(capsys, generate, ["--hf", str(tmp_path / "hf"), "--prompt", "I had"],
+                        "has no Hugging Face tokenizer (no tokenizer.json")

@@ -137,6 +137,9 @@ def test_the_bars_follow_temperature_top_k_and_top_p(url, explorer, tok):
         assert [b["p"] for b in data["next"]] == pytest.approx([expected[i] for i in top], abs=1e-6)
     _, greedy = get(url, "/api/next", prompt=prompt)
     assert len(greedy["next"]) == 1 and greedy["next"][0]["p"] == 1.0
+    _, off = get(url, "/api/next", prompt=prompt, temperature=2, top_k=0, n=30)  # 0 is off, as the page says
+    _, unfiltered = get(url, "/api/next", prompt=prompt, temperature=2, n=30)
+    assert off == unfiltered and len(off["next"]) > 1
 
 
 @pytest.mark.parametrize("params,said", [
@@ -149,7 +152,7 @@ def test_the_bars_follow_temperature_top_k_and_top_p(url, explorer, tok):
     (dict(prompt="to be", temperature=-1), "temperature=-1 is out of range"),
     (dict(prompt="to be", temperature="nan"), "temperature=nan is out of range"),
     (dict(prompt="to be", top_p=1.5), "top_p=1.5 is out of range"),
-    (dict(prompt="to be", top_k=0), "top_k=0 is out of range"),
+    (dict(prompt="to be", top_k=-1), "top_k=-1 is out of range"),
     (dict(prompt="to be", layer=1.5), "layer='1.5' is not an integer"),
     (dict(prompt="x" * 20_001), "the explorer takes up to 20,000"),
 ])

@@ -199,6 +199,21 @@ def test_the_address_holds_the_state_and_a_bad_value_in_it_is_an_alert(tab):
     assert cells(page)  # and the page works
 
 
+def test_sampling_values_the_sliders_cannot_hold_reach_the_api_unchanged(tab):
+    """?top_p=1e-6 keeps the one most likely token (the API's answer), not the slider's nearest step; a
+    temperature between the slider's steps and a top_k past its end are kept too."""
+    page = tab.open(prompt="to be or not", temperature=1.5, top_p=1e-6)
+    tab.settle()
+    assert [p for _, p in bars(page)] == [1.0]
+    assert float(page.locator("#top-p-value").text_content()) == 1e-6 and "top_p=0.000001" in page.url
+    page = tab.open(prompt="to be or not", temperature=1.234, top_k=0)
+    tab.settle()
+    assert "1.234" in page.locator("#temperature-value").text_content() and len(bars(page)) == 20
+    slide(page, "#temperature", 2.0)  # moved by hand: the slider's value from then on
+    tab.settle()
+    assert "temperature=2" in page.url
+
+
 def test_a_prompt_longer_than_the_context_is_cropped_with_an_alert(tab):
     page = tab.open(prompt=TEXT[:40])
     tab.settle()

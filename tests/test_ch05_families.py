@@ -76,3 +76,14 @@ def test_family_options_refused_in_one_line(argv, message, corpus, tmp_path, cap
     err = capsys.readouterr().err
     assert exc.value.code == 1 and err.startswith("error:") and message in err and "Traceback" not in err
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("arch", list(FAMILIES))
+def test_every_family_starts_where_a_language_model_starts(arch, corpus, tmp_path):
+    """The default initial weights: the first loss is near ln(vocabulary size), tied embeddings included
+    (the book's N(0, 1) embedding would start a tied model near 59 on 66 characters)."""
+    import math
+
+    state = train([*family_args(arch, corpus, tmp_path / "m.pt"), "--max-steps", "1", "--lr", "1e-6"])
+    vocab = read_checkpoint(tmp_path / "m.pt")["config"]["vocab_size"]
+    assert abs(state.train_losses[0] - math.log(vocab)) < 0.5, (state.train_losses[0], vocab)

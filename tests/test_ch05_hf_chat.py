@@ -146,6 +146,8 @@ def test_train_init_from_a_folder_then_export_it_back(folder, corpus, tmp_path, 
                    "--max-steps", "2", "--lr", "1e-12", "--eval-freq", "1", "--eval-iter", "1", "--no-progress",
                    "--start-context", "Every", "--out", str(out)])
     assert state.global_step + 1 == 2
+    header = capsys.readouterr().out  # the model's own context, and the windows it is trained on
+    assert "context 256," in header and " of 2x32 tokens" in header, header
     ckpt = read_checkpoint(out)
     assert ckpt["tokenizer"]["format"] == "hf-tokenizers" and ckpt["config"]["family"] == "qwen3"
     before = load_file(folder / "model.safetensors")

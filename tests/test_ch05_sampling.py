@@ -4,7 +4,7 @@ import torch
 from ch04_gpt.generate import generate_text_simple
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.sampling import (
-    generate, make_sampler, print_sampled_tokens, softmax_with_temperature, top_k_filter, top_p_filter,
+    generate, make_sampler, next_token_probs, print_sampled_tokens, softmax_with_temperature, top_k_filter, top_p_filter,
 )
 from conftest import TINY
 
@@ -58,11 +58,21 @@ def test_temperature_zero_is_argmax_and_small_temperature_converges():
     assert torch.equal(make_sampler(1e-4)(logits), logits.argmax(-1, keepdim=True))
 
 
-@pytest.mark.parametrize("kwargs,match", [({"temperature": -0.5}, "temperature"), ({"top_k": 0}, "top_k"),
-                                          ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p")])
+@pytest.mark.parametrize("kwargs,match", [({"temperature": -0.5}, "temperature"), ({"top_k": -1}, "top_k"),
+                                          ({"top_k": 2.5}, "top_k"), ({"top_p": 0.0}, "top_p"),
+                                          ({"top_p": 1.5}, "top_p")])
 def test_bad_sampling_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_sampler(**kwargs)
+
+
+def test_top_k_zero_is_off_everywhere():
+    """The page's slider, the API, the CLI and the REPL: top_k 0 means no top-k filter, as None does."""
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.5]])
+    torch.testing.assert_close(next_token_probs(logits, 1.0, top_k=0), next_token_probs(logits, 1.0))
+    draws = [make_sampler(1.0, top_k=k, generator=torch.Generator().manual_seed(0))(logits.repeat(64, 1))
+             for k in (0, None)]
+    assert torch.equal(*draws)
 
 
 def test_greedy_generate_is_deterministic_and_equals_book_loop():

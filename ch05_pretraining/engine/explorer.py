@@ -256,8 +256,8 @@ class Explorer:
 
 # -- HTTP -----------------------------------------------------------------------------------------------
 ANALYSE = {"prompt": str, "layer": (int, 0, 10_000), "head": str, "temperature": (float, 0.0, MAX_TEMPERATURE),
-           "top_k": (int, 1, 10_000_000), "top_p": (float, 1e-9, 1.0), "n": (int, 1, MAX_BARS)}
-GENERATE = {"prompt": str, "temperature": (float, 0.0, MAX_TEMPERATURE), "top_k": (int, 1, 10_000_000),
+           "top_k": (int, 0, 10_000_000), "top_p": (float, 1e-9, 1.0), "n": (int, 1, MAX_BARS)}
+GENERATE = {"prompt": str, "temperature": (float, 0.0, MAX_TEMPERATURE), "top_k": (int, 0, 10_000_000),
             "top_p": (float, 1e-9, 1.0), "max_new_tokens": (int, 0, MAX_NEW_TOKENS), "seed": (int, 0, 2 ** 63 - 1),
             "stop_at_eos": str}
 

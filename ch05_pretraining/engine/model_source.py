@@ -9,6 +9,8 @@ with, checked against its vocabulary, and the prompt its run started from (``--s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ch02_text.errors import UserInputError
 from ch02_text.option_types import positive_int
 
@@ -31,8 +33,9 @@ def add_source_arguments(parser) -> None:
     parser.add_argument("--n-heads", type=positive_int, default=None,
                         help="head count of a bare state dict whose width is not a GPT-2 preset's")
     parser.add_argument("--tokenizer", default=None,
-                        help="for a bare state dict: gpt2 or a tokenizer .json file (None: gpt2); a checkpoint "
-                             "brings its own")
+                        help="for a bare state dict or a folder without tokenizer.json: gpt2 or a tokenizer .json "
+                             "file (None: gpt2 for a state dict, the folder's tokenizer.json); a checkpoint brings "
+                             "its own")
 
 
 def load_model(checkpoint=None, gpt2=None, hf=None, tokenizer=None, n_heads=None, device="cpu"):
@@ -54,7 +57,7 @@ def load_model(checkpoint=None, gpt2=None, hf=None, tokenizer=None, n_heads=None
     elif hf:
         source = f"--hf '{hf}'"
         model = load_hf(hf, device=device)
-        tok = choose_tokenizer(tokenizer or ("gpt2" if model.cfg.family == "gpt2" else hf))
+        tok = choose_tokenizer(tokenizer or _folder_tokenizer(hf, model.cfg.family))
     else:
         model = load_gpt2_safetensors(gpt2, device=device)
         source = f"--gpt2 '{gpt2}'"
@@ -73,6 +76,19 @@ def encodable_prompt(prompt: str, tok) -> str:
         return prompt
     except UserInputError:
         return tok.decode([0])
+
+
+def _folder_tokenizer(folder, family) -> str:
+    """What names a folder's tokenizer: GPT-2's for a GPT-2 folder, else the folder's tokenizer.json, which a
+    folder exported from a character or own-BPE model lacks (said in one line)."""
+    if family == "gpt2":
+        return "gpt2"
+    if not (Path(folder) / "tokenizer.json").is_file():
+        raise UserInputError(f"--hf '{folder}' has no Hugging Face tokenizer (no tokenizer.json; a folder exported "
+                             "from a character or own-BPE model has none): pass the one it was trained with as "
+                             "--tokenizer FILE.json (an own BPE) or --tokenizer gpt2, or generate from the run's "
+                             "checkpoint with --checkpoint, which carries its tokenizer")
+    return str(folder)
 
 
 def _checkpoint_tokenizer(ckpt, name, source):

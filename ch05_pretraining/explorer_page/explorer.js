@@ -11,6 +11,8 @@ let generating = null;            // AbortController of the generation in flight
 let lastTokens = [];              // the pieces the heatmap labels
 let pending = 0;                  // analyses and bar updates asked for and not yet drawn: <body data-pending>
 const timers = {};
+const exact = {};                 // sampling values from the address that a slider's step or range cannot hold
+const SLIDERS = { temperature: "#temperature", top_k: "#top-k", top_p: "#top-p" };
 
 function busy(change) {
   pending += change;
@@ -52,12 +54,12 @@ function readAddress() {
     if (head === null && problems.length) problems[problems.length - 1] += " or avg";
     if (head !== null) $("#head").value = String(head);
   } else if (params.get("head") === "avg") $("#head").value = "avg";
-  const temperature = number(params, "temperature", 0, Number($("#temperature").max), false, problems);
-  if (temperature !== null) $("#temperature").value = String(temperature);
-  const topK = number(params, "top_k", 0, Number($("#top-k").max), true, problems);
-  if (topK !== null) $("#top-k").value = String(topK);
-  const topP = number(params, "top_p", 0.01, 1, false, problems);
-  if (topP !== null) $("#top-p").value = String(topP);
+  // the sampling values as the API takes them, kept exactly even where the slider cannot show them
+  setSlider("temperature", number(params, "temperature", 0, info.max_temperature, false, problems));
+  setSlider("top_k", number(params, "top_k", 0, info.n_vocab, true, problems));
+  const topP = number(params, "top_p", 0, 1, false, problems);
+  if (topP === 0) problems.push("top_p=0 (it takes a number above 0, up to 1)");
+  setSlider("top_p", topP === 0 ? null : topP);
   const maxNew = number(params, "max_new_tokens", 0, Number($("#max-new-tokens").max), true, problems);
   if (maxNew !== null) $("#max-new-tokens").value = String(maxNew);
   const seed = number(params, "seed", 0, Number.MAX_SAFE_INTEGER, true, problems);
@@ -66,10 +68,22 @@ function readAddress() {
     "there instead." : "");
 }
 
+// A slider set from the address; a value it cannot hold (between its steps, past its end) is kept in exact.
+function setSlider(name, value) {
+  delete exact[name];
+  if (value === null) return;
+  const slider = $(SLIDERS[name]);
+  slider.value = String(value);
+  if (Number(slider.value) !== value) exact[name] = value;
+}
+
+const sliderValue = (name) => (name in exact ? exact[name] : Number($(SLIDERS[name]).value));
+
 function sampling() {
-  const out = { temperature: $("#temperature").value };
-  if (Number($("#top-k").value) > 0) out.top_k = $("#top-k").value;
-  if (Number($("#top-p").value) < 1) out.top_p = $("#top-p").value;
+  const k = sliderValue("top_k"), p = sliderValue("top_p");
+  const out = { temperature: String(sliderValue("temperature")) };
+  if (k > 0) out.top_k = String(k);
+  if (p < 1) out.top_p = String(p);
   return out;
 }
 
@@ -80,10 +94,11 @@ function writeAddress() {
 }
 
 function showSliders() {
-  const t = Number($("#temperature").value), k = Number($("#top-k").value), p = Number($("#top-p").value);
-  $("#temperature-value").textContent = t === 0 ? "0 (greedy)" : t.toFixed(2);
+  const t = sliderValue("temperature"), k = sliderValue("top_k"), p = sliderValue("top_p");
+  const shown = (name, v) => (name in exact ? String(v) : v.toFixed(2));
+  $("#temperature-value").textContent = t === 0 ? "0 (greedy)" : shown("temperature", t);
   $("#top-k-value").textContent = k > 0 ? String(k) : "off";
-  $("#top-p-value").textContent = p < 1 ? p.toFixed(2) : "off";
+  $("#top-p-value").textContent = p < 1 ? shown("top_p", p) : "off";
   $("#next-what").textContent = t === 0 ? "greedy: all the mass on the most likely token"
     : `what generate samples from at these settings`;
 }
@@ -403,8 +418,9 @@ async function start() {
   for (const id of ["#layer", "#head"]) {
     $(id).addEventListener("change", () => { writeAddress(); later("analyse", 0, analyse); });
   }
-  for (const id of ["#temperature", "#top-k", "#top-p"]) {
+  for (const [name, id] of Object.entries(SLIDERS)) {
     $(id).addEventListener("input", () => {
+      delete exact[name];  // moved by hand: the slider's own value from now on
       showSliders();
       writeAddress();
       later("bars", 60, updateBars);
