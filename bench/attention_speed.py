@@ -17,14 +17,14 @@ import torch
 
 from bench.timing import machine_line, median_seconds
 from ch03_attention.attention import MultiHeadAttention, MultiHeadAttentionWrapper
-from ch03_attention.fast_attention import FastMultiHeadAttention, attend
+from ch03_attention.fast_attention import FastMultiHeadAttention
 
 
 class SDPADropout(FastMultiHeadAttention):
     """The fast module with SDPA's own dropout in training (its path on a CPU before ``attend_with_dropout``)."""
 
     def attend_with_dropout(self, q, k, v, mask, dropout_p):
-        return attend(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None, scale=self.sdpa_scale)
+        return self.sdpa(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None)
 
 
 class MaskThenScale(FastMultiHeadAttention):

@@ -142,7 +142,10 @@ def train_merges(chunks, n_merges) -> list[tuple[int, int]]:
 
 
 class BPETokenizer:
-    """Byte-level BPE: ``train``/``encode``/``decode``/``tokenize``/``save``/``load``/``from_gpt2``."""
+    """Byte-level BPE: ``train``/``encode``/``decode``/``tokenize``/``save``/``load``/``from_gpt2``; a
+    ``tokenizer_protocol.StoredTokenizer``."""
+
+    format = FORMAT
 
     def __init__(self):
         self.pattern: str | None = GPT2_PATTERN
@@ -290,6 +293,10 @@ class BPETokenizer:
         """The pieces ``encode`` produces, as readable strings (partial UTF-8 shown as \\x..)."""
         return [self.token_bytes(i).decode("utf-8", errors="backslashreplace")
                 for i in self.encode(text, allowed_special=allowed_special)]
+
+    def describe(self) -> str:
+        return (f"own BPE: 256 bytes + {len(self.merges)} merges + {len(self.special_tokens)} special "
+                f"= {self.n_vocab} ids")
 
     # -- files --------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -23,7 +23,10 @@ VERSION = 1
 
 
 class CharTokenizer:
-    """``encode``/``decode`` with tiktoken's names (``n_vocab``, ``eot_token``, ``allowed_special``)."""
+    """``encode``/``decode`` with tiktoken's names (``n_vocab``, ``eot_token``, ``allowed_special``); a
+    ``tokenizer_protocol.StoredTokenizer``."""
+
+    format = FORMAT
 
     def __init__(self, chars, special_tokens=SPECIAL_TOKENS["gpt2"]):
         self.chars = sorted(set(chars))
@@ -72,6 +75,10 @@ class CharTokenizer:
 
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
+
+    def describe(self) -> str:
+        n = len(self.special_tokens)
+        return f"char: {len(self.chars)} characters + {n} special token{'s' if n != 1 else ''} = {self.n_vocab} ids"
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "chars": "".join(self.chars),

@@ -31,7 +31,10 @@ def _token_text(value) -> str | None:
 
 
 class HFTokenizer:
-    """A ``tokenizers.Tokenizer`` plus the special tokens and chat template of its folder."""
+    """A ``tokenizers.Tokenizer`` plus the special tokens and chat template of its folder; a
+    ``tokenizer_protocol.StoredTokenizer``."""
+
+    format = FORMAT
 
     def __init__(self, tokenizer_json: str, config: dict | None = None, generation: dict | None = None):
         from tokenizers import Tokenizer

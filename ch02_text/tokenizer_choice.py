@@ -3,7 +3,9 @@
 What this adds over the three tokenizers: one way for every command to say which tokenizer
 it uses (``--tokenizer gpt2|char|FILE.json``), and a plain-dict form of each that token
 files and checkpoints carry, so text is never decoded with another vocabulary than the one
-it was encoded with.
+it was encoded with. It asks a tokenizer only what ``tokenizer_protocol`` declares: this
+project's own ones (``StoredTokenizer``) store and describe themselves, found again by their
+``format``; tiktoken's GPT-2 encoding, which cannot, is stored by name.
 
 >>> tok = choose_tokenizer("char", text="to be or not to be")
 >>> again = tokenizer_from_dict(tokenizer_to_dict(tok))
@@ -15,21 +17,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bpe import FORMAT as BPE_FORMAT
 from .bpe import BPETokenizer, read_json_file
-from .char_tokenizer import FORMAT as CHAR_FORMAT
 from .char_tokenizer import CharTokenizer
 from .errors import UserInputError
-from .hf_tokenizer import FORMAT as HF_FORMAT
 from .hf_tokenizer import HFTokenizer
+from .tokenizer_protocol import StoredTokenizer, Tokenizer
 from .tokenizers import SPECIAL_TOKENS, gpt2_tokenizer
 
 GPT2 = {"format": "gpt2"}  # tiktoken's GPT-2 encoding, built from the released files: nothing more to store
+STORED_FORMATS = {cls.format: cls for cls in (BPETokenizer, CharTokenizer, HFTokenizer)}  # stored form -> class
 CHOICES = ("gpt2, char, a tokenizer .json file (python -m ch02_text.bpe or prepare --train-tokenizer), or a model "
            "folder with a Hugging Face tokenizer.json")
 
 
-def choose_tokenizer(name: str, text: str | None = None, specials: str = "gpt2"):
+def choose_tokenizer(name: str, text: str | None = None, specials: str = "gpt2") -> Tokenizer:
     """``gpt2`` (tiktoken), ``char`` (the characters of ``text``), or a saved tokenizer's JSON file."""
     if name == "gpt2":
         return gpt2_tokenizer()
@@ -47,20 +48,19 @@ def choose_tokenizer(name: str, text: str | None = None, specials: str = "gpt2")
     raise UserInputError(f"--tokenizer {name!r} is not known: use {CHOICES}")
 
 
-def tokenizer_to_dict(tok) -> dict:
-    if isinstance(tok, (BPETokenizer, CharTokenizer, HFTokenizer)):
+def tokenizer_to_dict(tok: Tokenizer) -> dict:
+    if isinstance(tok, StoredTokenizer):
         return tok.to_dict()
-    if getattr(tok, "name", None) == "gpt2":
+    if getattr(tok, "name", None) == "gpt2":  # tiktoken's GPT-2 encoding
         return dict(GPT2)
     raise TypeError(f"not a tokenizer of this project: {type(tok).__name__}")
 
 
-def tokenizer_from_dict(data, source="tokenizer"):
+def tokenizer_from_dict(data, source="tokenizer") -> Tokenizer:
     """The tokenizer a token file or checkpoint carries (``"gpt2"``: files written before tokenizers were stored)."""
     if data == "gpt2" or data == GPT2:
         return gpt2_tokenizer()
-    kinds = {BPE_FORMAT: BPETokenizer, CHAR_FORMAT: CharTokenizer, HF_FORMAT: HFTokenizer}
-    kind = kinds.get(data.get("format")) if isinstance(data, dict) else None
+    kind = STORED_FORMATS.get(data.get("format")) if isinstance(data, dict) else None
     if kind is None:
         raise UserInputError(f"{source} is not a tokenizer of this project: use {CHOICES}")
     return kind.from_dict(data, source)
@@ -68,31 +68,25 @@ def tokenizer_from_dict(data, source="tokenizer"):
 
 def names_tokenizer(name: str, tok) -> bool:
     """Whether ``--tokenizer name`` names ``tok`` (the tokenizer a token file or checkpoint carries)."""
-    kinds = {"gpt2": GPT2["format"], "char": CHAR_FORMAT}
+    kinds = {"gpt2": GPT2["format"], "char": CharTokenizer.format}
     if name in kinds:
         return tokenizer_to_dict(tok)["format"] == kinds[name]
     return tokenizer_to_dict(tok) == tokenizer_to_dict(choose_tokenizer(name))
 
 
-def token_bytes(tok, i: int) -> bytes:
+def token_bytes(tok: Tokenizer, i: int) -> bytes:
     """The bytes behind one token id, whichever tokenizer (a byte-level token may be part of a character).
 
     >>> token_bytes(choose_tokenizer("char", text="né"), 1)
     b'\\xc3\\xa9'
     """
-    if hasattr(tok, "decode_single_token_bytes"):  # tiktoken
-        return tok.decode_single_token_bytes(i)
-    return tok.token_bytes(i)
+    if isinstance(tok, StoredTokenizer):
+        return tok.token_bytes(i)
+    return tok.decode_single_token_bytes(i)  # tiktoken
 
 
-def describe(tok) -> str:
+def describe(tok: Tokenizer) -> str:
     """One line for logs: which tokenizer, how many ids."""
-    if isinstance(tok, CharTokenizer):
-        n = len(tok.special_tokens)
-        return (f"char: {len(tok.chars)} characters + {n} special token{'s' if n != 1 else ''} "
-                f"= {tok.n_vocab} ids")
-    if isinstance(tok, HFTokenizer):
+    if isinstance(tok, StoredTokenizer):
         return tok.describe()
-    if isinstance(tok, BPETokenizer):
-        return f"own BPE: 256 bytes + {len(tok.merges)} merges + {len(tok.special_tokens)} special = {tok.n_vocab} ids"
-    return f"gpt2: {tok.n_vocab:,} ids"
+    return f"gpt2: {tok.n_vocab:,} ids"  # tiktoken's GPT-2 encoding

@@ -7,11 +7,10 @@ kernels, no materialised ``(T, T)`` mask). In eval mode it equals the book class
 (tested to 1e-5), and so does it in training on a CPU, with the book's dropout masks
 (``attend_with_dropout``); ``from_book`` copies a book module's weights in.
 
-It also accepts an optional key/value cache for generation (chapter 4's ``KVCache``):
-any object with ``update(k, v) -> (all_keys, all_values, start_pos)`` and
-``attention_mask(start, num_tokens)``. And it grows into the attention of the open-weight
-families (chapter 4's parts): grouped-query heads, QK-norm, sliding windows, RoPE. Every
-mask, cached or not, comes from ``causal_mask``.
+It also accepts a key/value cache, for the book's GPT generating text (chapter 4's ``KVCache``): any
+object that ``LayerKVCache`` describes. Every mask, cached or not, comes from ``causal_mask``. Chapter 4's
+``GroupedQueryAttention`` extends this class to the attention of the open-weight families (grouped-query
+heads, QK-norm, sliding windows, RoPE).
 
 With ``qkv_bias=False`` its initialisation draws the same random numbers in the same
 order as the book class (``qkv.weight`` rows = ``W_query``, ``W_key``, ``W_value``).
@@ -25,6 +24,8 @@ True
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,25 +33,35 @@ import torch.nn.functional as F
 from .attention import MultiHeadAttention, check_context_length, check_heads
 
 
-def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:
-    """True where a query may attend to a key: keys at or before it, and within ``window`` keys
-    (itself included) for a sliding-window layer. Shapes broadcast: (..., num_q, 1) and (..., 1, num_k).
+def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+    """True where a query may attend to a key: keys at or before it. Shapes broadcast: (..., num_q, 1) and
+    (..., 1, num_k).
 
-    >>> causal_mask(torch.arange(3)[:, None], torch.arange(3)[None, :], window=2).int()
+    >>> causal_mask(torch.arange(3)[:, None], torch.arange(3)[None, :]).int()
     tensor([[1, 0, 0],
             [1, 1, 0],
-            [0, 1, 1]], dtype=torch.int32)
+            [1, 1, 1]], dtype=torch.int32)
     """
-    allowed = k_pos <= q_pos
-    if window is not None:
-        allowed = allowed & (k_pos > q_pos - window)
-    return allowed
+    return k_pos <= q_pos
+
+
+@runtime_checkable
+class LayerKVCache(Protocol):
+    """What attention calls on a key/value cache, one layer's view of it (chapter 4's ``LayerCache`` and
+    ``RingLayerCache`` are two). Keys and values are (b, kv_heads, num_tokens, head_dim)."""
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Store the new keys and values; return all the keys and values to attend to, and the position of
+        the first new one."""
+
+    def attention_mask(self, start: int, num_tokens: int) -> torch.Tensor | None:
+        """True where each of the ``num_tokens`` new queries may attend to a key ``update`` returned; None:
+        plain causal attention by position."""
 
 
 # Below this many (tokens x head dims) per head, a CPU trains attention faster in fp32 than in bf16: PyTorch's
-# bf16 flash-attention backward has a fixed cost per block that short sequences cannot amortise (measured on a
-# Sapphire Rapids CPU with AMX, bench/README.md: 2.5-4.7x the fp32 backward at 64 tokens, 1.7-3.5x at 128;
-# from 256 tokens x 64 dims on, bf16 is the faster).
+# bf16 flash-attention backward has a fixed cost per block that short sequences cannot amortise (measured in
+# bench/README.md; from 256 tokens x 64 dims on, bf16 is the faster).
 SHORT_ATTENTION = 256 * 64
 
 
@@ -82,75 +93,60 @@ def attend(q, k, v, **sdpa_options):
 
 
 class FastMultiHeadAttention(nn.Module):
-    """Causal multi-head attention, fused QKV + SDPA; same constructor as the book class.
+    """Causal multi-head attention, fused QKV + SDPA; the book class's constructor and computation."""
 
-    Beyond the book (keyword arguments): ``num_kv_heads`` < ``num_heads`` shares each key/value head
-    among a group of query heads (grouped-query attention; 1 = multi-query), ``head_dim`` independent of
-    ``d_out / num_heads``, ``out_bias``, ``scale`` (default head_dim ** -0.5), ``window`` (sliding-window
-    attention: each query sees at most ``window`` keys, itself included), and ``q_norm``/``k_norm``
-    modules applied to each head (``qk_norm_per_head``) or to the whole projection. ``forward`` takes a
-    ``rope`` callable that rotates queries and keys after the norms.
-    """
-
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, num_kv_heads=None,
-                 head_dim=None, out_bias=True, scale=None, window=None, q_norm=None, k_norm=None,
-                 qk_norm_per_head=True):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
         super().__init__()
-        self.head_dim = head_dim or check_heads(d_out, num_heads)
-        self.num_kv_heads = num_kv_heads or num_heads
-        if num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        self.head_dim = check_heads(d_out, num_heads)
         self.d_in, self.d_out = d_in, d_out
         self.num_heads = num_heads
         self.context_length = context_length
         self.dropout = dropout
-        self.scale = scale or self.head_dim ** -0.5
-        self.sdpa_scale = None if scale in (None, self.head_dim ** -0.5) else scale  # None: SDPA's own default
-        self.window = window
+        self.scale = self.head_dim ** -0.5
         self.weight_dropout = None  # its dropout (use_generator_dropout, use_prefetched_dropout); None: F.dropout
-        q_width, kv_width = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        self.split_sizes = (q_width, kv_width, kv_width)
-        self.qkv = nn.Linear(d_in, q_width + 2 * kv_width, bias=qkv_bias)
-        self.out_proj = nn.Linear(q_width, d_out, bias=out_bias)
-        self.q_norm, self.k_norm, self.qk_norm_per_head = q_norm, k_norm, qk_norm_per_head
+        self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)  # rows: W_query, W_key, W_value
+        self.out_proj = nn.Linear(d_out, d_out)
 
-    def project(self, x, rope=None):
-        """Queries (b, num_heads, T, head_dim), keys and values (b, num_kv_heads, T, head_dim)."""
+    def project(self, x):
+        """Queries, keys and values, each (b, num_heads, T, head_dim)."""
         b, num_tokens, _ = x.shape
-        q, k, v = self.qkv(x).split(self.split_sizes, dim=-1)
-        if self.q_norm is not None and not self.qk_norm_per_head:  # OLMo 2/3: over the whole projection
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = q.view(b, num_tokens, self.num_heads, self.head_dim)
-        k = k.view(b, num_tokens, self.num_kv_heads, self.head_dim)
-        v = v.view(b, num_tokens, self.num_kv_heads, self.head_dim)
-        if self.q_norm is not None and self.qk_norm_per_head:  # Qwen3, Gemma 3: per head
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (b, heads, num_tokens, head_dim)
-        if rope is not None:
-            q, k = rope(q), rope(k)
-        return q, k, v
+        q, k, v = self.qkv(x).split(self.d_out, dim=-1)  # each (b, num_tokens, d_out)
+        q, k, v = (t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        return q, k, v  # (b, heads, num_tokens, head_dim)
 
-    def forward(self, x, kv_cache=None, rope=None):
-        b, num_tokens, _ = x.shape
-        q, k, v = self.project(x, rope)
+    def forward(self, x, kv_cache: LayerKVCache | None = None):
+        return self.attend_heads(*self.project(x), kv_cache)
+
+    def attend_heads(self, q, k, v, kv_cache: LayerKVCache | None = None):
+        """The output (b, T, d_out) of queries (b, num_heads, T, head_dim) attending causally to the keys and
+        values, placed after those of ``kv_cache`` when one is given."""
+        b, _, num_tokens, _ = q.shape
         start, mask = 0, None
         if kv_cache is not None:
-            k, v, start = kv_cache.update(k, v)  # (b, num_kv_heads, keys, head_dim)
-            mask = kv_cache.attention_mask(start, num_tokens)  # None: plain causal over all keys
+            k, v, start = kv_cache.update(k, v)  # (b, kv_heads, keys, head_dim)
+            mask = kv_cache.attention_mask(start, num_tokens)  # None: causal by position
         check_context_length(start + num_tokens, self.context_length)
-        is_causal = mask is None and num_tokens > 1
-        if mask is None and (start > 0 and num_tokens > 1 or self.window and start + num_tokens > self.window):
-            q_pos = torch.arange(start, start + num_tokens, device=x.device)[:, None]
-            mask = causal_mask(q_pos, torch.arange(start + num_tokens, device=x.device)[None, :], self.window)
-            is_causal = False
+        if mask is None:
+            mask = self.position_mask(start, num_tokens, q.device)  # None: SDPA's own causal mask
         dropout_p = self.dropout if self.training else 0.0
-        if dropout_p > 0 and kv_cache is None and (self.weight_dropout is not None or x.device.type == "cpu"):
+        if dropout_p > 0 and kv_cache is None and (self.weight_dropout is not None or q.device.type == "cpu"):
             ctx = self.attend_with_dropout(q, k, v, mask, dropout_p)
         else:
-            ctx = attend(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=self.sdpa_scale,
-                         enable_gqa=self.num_kv_heads != self.num_heads)
-        ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.num_heads * self.head_dim)  # (b, T, q width)
+            ctx = self.sdpa(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and num_tokens > 1)
+        ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.num_heads * self.head_dim)  # (b, T, heads x dims)
         return self.out_proj(ctx)
+
+    def position_mask(self, start: int, num_tokens: int, device) -> torch.Tensor | None:
+        """(num_tokens, start + num_tokens), True where the queries at positions ``start``... may attend; None
+        where SDPA's causal mask says the same (no earlier keys) or nothing is masked (one query)."""
+        if start == 0 or num_tokens == 1:
+            return None
+        q_pos = torch.arange(start, start + num_tokens, device=device)[:, None]
+        return causal_mask(q_pos, torch.arange(start + num_tokens, device=device)[None, :])
+
+    def sdpa(self, q, k, v, **sdpa_options):
+        """``attend`` (SDPA) with this module's options; its scale is SDPA's default, head_dim ** -0.5."""
+        return attend(q, k, v, **sdpa_options)
 
     def attend_with_dropout(self, q, k, v, mask, dropout_p):
         """Causal attention in training, its weights dropped as the book drops them (listing 3.5).
@@ -159,14 +155,11 @@ class FastMultiHeadAttention(nn.Module):
         ``PrefetchedDropout``'s masks drawn ahead, the same as ``F.dropout``'s); otherwise
         from ``F.dropout``: PyTorch's global generator, one draw per weight in the order SDPA's CPU kernel
         (and the book's class) draws them, so the masks are the book's. On a CPU this is faster than SDPA
-        with dropout, whose kernel guards against fully masked rows (a causal mask has none): the book run's
-        attention layer, (2, 256, 768) with 12 heads, took 20.6 against 30.3 ms forward and backward under
-        bf16 autocast, and the same in fp32 (``python -m bench.attention_speed``, bench/README.md). The scores
-        come out of one ``baddbmm``, scaled and with -inf added above the diagonal, not masked and scaled in two
-        more passes over them (forward and backward): 18.1–19.3 against 19.7–21.0 ms."""
+        with dropout, whose kernel guards against fully masked rows (a causal mask has none), under bf16
+        autocast and in fp32 (``python -m bench.attention_speed``; the figures are in bench/README.md). The
+        scores come out of one ``baddbmm``, scaled and with -inf added above the diagonal, not masked and scaled
+        in two more passes over them (forward and backward)."""
         b, num_heads, num_tokens, head_dim = q.shape
-        group = self.num_heads // self.num_kv_heads
-        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # one per query head
         if mask is None:
             mask = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=q.device).tril_()
         masked = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))

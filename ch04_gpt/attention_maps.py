@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from .previous_chapters import CausalAttention, FastMultiHeadAttention, MultiHeadAttention, causal_mask
+from .attention import GroupedQueryAttention, sliding_window_mask
+from .previous_chapters import CausalAttention, FastMultiHeadAttention, MultiHeadAttention
 from .model import GPTModel  # noqa: F401 (the doctest)
 
 ATTENTION_CLASSES = (FastMultiHeadAttention, MultiHeadAttention, CausalAttention)
@@ -27,17 +28,20 @@ ATTENTION_CLASSES = (FastMultiHeadAttention, MultiHeadAttention, CausalAttention
 def masked_softmax(scores, window=None):
     """Softmax over keys of (..., T, T) scores, each query seeing only keys at or before it (and in ``window``)."""
     pos = torch.arange(scores.shape[-1], device=scores.device)
-    allowed = causal_mask(pos[:, None], pos[None, :], window)
+    allowed = sliding_window_mask(pos[:, None], pos[None, :], window)
     return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
 def weights_of(module, x, rope=None) -> torch.Tensor:
     """``module``'s attention weights (b, num_heads, T, T) for its input ``x`` (b, T, d_in), in fp32."""
     b, num_tokens, _ = x.shape
-    if isinstance(module, FastMultiHeadAttention):
+    if isinstance(module, GroupedQueryAttention):
         q, k, _ = module.project(x, rope)  # (b, heads, T, head_dim), (b, kv_heads, T, head_dim)
-        k = k.repeat_interleave(module.num_heads // module.num_kv_heads, dim=1)
+        k = module.repeat_kv(k)  # (b, heads, T, head_dim)
         return masked_softmax(q.float() @ k.float().transpose(-2, -1) * module.scale, module.window)
+    if isinstance(module, FastMultiHeadAttention):
+        q, k, _ = module.project(x)  # (b, heads, T, head_dim)
+        return masked_softmax(q.float() @ k.float().transpose(-2, -1) * module.scale)
     queries, keys = module.W_query(x).float(), module.W_key(x).float()
     if isinstance(module, MultiHeadAttention):
         heads = (b, num_tokens, module.num_heads, module.head_dim)

@@ -14,13 +14,19 @@ stays bounded however long the text gets.
 >>> ring = KVCache(n_layers=1, batch_size=1, n_heads=4, max_len=8, head_dim=16, windows=[2])
 >>> ring.keys[0].shape                               # the window, not max_len
 torch.Size([1, 4, 2, 16])
+
+Attention sees one layer's view, ``layer(i)``: what chapter 3's ``LayerKVCache`` describes.
+
+>>> isinstance(cache.layer(0), LayerKVCache), isinstance(ring.layer(0), LayerKVCache)
+(True, True)
 """
 
 from __future__ import annotations
 
 import torch
 
-from .previous_chapters import causal_mask
+from .attention import sliding_window_mask
+from .previous_chapters import LayerKVCache
 
 
 def unzeroed(shape, **options) -> torch.Tensor:
@@ -76,7 +82,7 @@ class KVCache:
             if slots is not None:
                 slots.fill_(-1)
 
-    def layer(self, i) -> "LayerCache":
+    def layer(self, i) -> LayerKVCache:
         return LayerCache(self, i) if self.windows[i] is None else RingLayerCache(self, i)
 
     def advance(self, num_tokens: int):
@@ -87,7 +93,7 @@ class KVCache:
 
 
 class LayerCache:
-    """The view of one layer that the attention module writes into."""
+    """The view of one layer that the attention module writes into (a ``LayerKVCache``)."""
 
     def __init__(self, cache: KVCache, index: int):
         self.cache, self.index = cache, index
@@ -111,7 +117,7 @@ class LayerCache:
     def mask_for(self, start, num_tokens, k_pos, window=None):
         real = self.cache.real
         q_pos = torch.arange(start, start + num_tokens, device=k_pos.device)[:, None]
-        allowed = causal_mask(q_pos, k_pos[None, :], window) & (k_pos >= 0)  # (num_tokens, keys)
+        allowed = sliding_window_mask(q_pos, k_pos[None, :], window) & (k_pos >= 0)  # (num_tokens, keys)
         if real is None:
             return allowed  # broadcasts over batch and heads
         allowed = allowed & real[:, None, k_pos.clamp(min=0)]  # (b, num_tokens, keys)

@@ -3,7 +3,7 @@
 What this adds over chapter 3: the whole GPT architecture. ``GPTModel(cfg)`` follows the book (module
 creation order and RNG use identical) and, beyond it, builds every family of ``families.py`` from
 named parts: the config's ``norm``, ``ff``, ``block``, ``positions`` and attention fields pick the
-classes (``NORM_CLASSES``, ``FEED_FORWARD_CLASSES``, ...), and one ``TransformerBlock`` composes them.
+classes (``NORM_CLASSES``, ``ATTENTION_KINDS``, ...), and one ``TransformerBlock`` composes them.
 ``impl`` picks kernels only: "fast" (the default: fused QKV + SDPA attention, fused LayerNorm/GELU) or
 "book" (the book's own classes from chapters 3 and 4, GPT-2 configs only); both have the same
 parameter names. ``forward`` also accepts a ``KVCache``.
@@ -24,17 +24,22 @@ import torch.nn as nn
 
 from ch02_text.errors import UserInputError
 
+from .attention import GroupedQueryAttention
 from .config import GPT_CONFIG_124M, kernel_choice, model_config, validate_config  # noqa: F401 (doctest)
 from .feed_forward import GatedFeedForward, MixtureOfExperts, load_balancing_loss
 from .kv_cache import KVCache
 from .layers import FusedLayerNorm, FeedForward, LayerNorm
 from .norms import GemmaRMSNorm, OlmoRMSNorm, RMSNorm
-from .previous_chapters import FastMultiHeadAttention, MultiHeadAttention
-from .rope import RotaryEmbedding, apply_rope
+from .previous_chapters import FastMultiHeadAttention, LayerKVCache, MultiHeadAttention
+from .rope import RotaryEmbedding, Rotation
 
 # config name -> class; the LayerNorm by kernel choice ("book" = listing 4.2, "fast" = one fused kernel).
 NORM_CLASSES = {"layernorm": {"book": LayerNorm, "fast": FusedLayerNorm}, "rmsnorm": RMSNorm,
                 "rmsnorm_olmo": OlmoRMSNorm, "rmsnorm_gemma": GemmaRMSNorm}
+# attention kind (attention_kind) -> class; the book's multi-head attention by kernel choice ("book" = listing
+# 3.5, "fast" = chapter 3's fused QKV + SDPA).
+ATTENTION_KINDS = {"multi_head": {"book": MultiHeadAttention, "fast": FastMultiHeadAttention},
+                   "grouped_query": GroupedQueryAttention}
 GATED_ACTIVATIONS = {"swiglu": "silu", "geglu": "gelu_tanh", "moe": "silu"}
 _QKV = ("W_query", "W_key", "W_value")
 
@@ -49,26 +54,50 @@ def make_norm(cfg, impl="fast", width=None):
     return cls(width or cfg.emb_dim, eps=cfg.norm_eps)
 
 
+def beyond_multi_head(cfg, layer: int | None = None) -> list[str]:
+    """The config's attention fields that the book's multi-head attention cannot express, in ``layer`` (its
+    window) or, with None, in any layer."""
+    sliding = "sliding" in cfg.layer_types if layer is None else cfg.window(layer) is not None
+    return [name for name, differs in (
+        ("positions", cfg.positions == "rope"), ("n_kv_heads", cfg.n_kv_heads != cfg.n_heads),
+        ("head_dim", cfg.head_dim * cfg.n_heads != cfg.emb_dim), ("qk_norm", cfg.qk_norm is not None),
+        ("sliding_window", sliding), ("attn_bias", not cfg.attn_bias),
+        ("attn_scale", cfg.attn_scale != cfg.head_dim ** -0.5)) if differs]
+
+
+def attention_kind(cfg, layer: int) -> str:
+    """The name of the layer's attention in ``ATTENTION_KINDS``: "multi_head" where the book's attention
+    expresses it (GPT-2, GPT-1), else "grouped_query"."""
+    return "grouped_query" if beyond_multi_head(cfg, layer) else "multi_head"
+
+
 def make_attention(cfg, layer: int, impl="fast") -> nn.Module:
-    """The book's ``MultiHeadAttention`` (impl="book"), else the fused attention with this layer's variants."""
-    if impl == "book":
-        att = MultiHeadAttention(d_in=cfg.emb_dim, d_out=cfg.emb_dim, context_length=cfg.context_length,
-                                 num_heads=cfg.n_heads, dropout=cfg.drop_rate, qkv_bias=cfg.qkv_bias)
+    """The layer's attention by name (``attention_kind``): the book's ``MultiHeadAttention`` (impl="book") or its
+    fused twin, or grouped-query attention with this layer's variants; every one takes the book's arguments."""
+    kind = attention_kind(cfg, layer)
+    book_arguments = (cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate, cfg.n_heads, cfg.qkv_bias)
+    if kind == "grouped_query":
+        att = ATTENTION_KINDS[kind](*book_arguments, **grouped_query_options(cfg, layer))
+    else:
+        att = ATTENTION_KINDS[kind][impl](*book_arguments)
+    if isinstance(att, MultiHeadAttention):  # the book's class: its W_query/W_key/W_value appear as one qkv
         att._register_state_dict_hook(_book_attention_to_canonical)
         att.register_load_state_dict_pre_hook(_canonical_to_book_attention)
-        return att
+    else:
+        att.register_load_state_dict_pre_hook(_book_layout_to_fused)
+    return att
+
+
+def grouped_query_options(cfg, layer: int) -> dict:
+    """``GroupedQueryAttention``'s keyword arguments for the layer: heads, scale, window and QK-norms."""
     q_norm = k_norm = None
     if cfg.qk_norm == "head":
         q_norm, k_norm = make_norm(cfg, width=cfg.head_dim), make_norm(cfg, width=cfg.head_dim)
     elif cfg.qk_norm == "proj":
         q_norm = make_norm(cfg, width=cfg.n_heads * cfg.head_dim)
         k_norm = make_norm(cfg, width=cfg.n_kv_heads * cfg.head_dim)
-    att = FastMultiHeadAttention(
-        cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate, cfg.n_heads, cfg.qkv_bias,
-        num_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, out_bias=cfg.attn_bias, scale=cfg.attn_scale,
-        window=cfg.window(layer), q_norm=q_norm, k_norm=k_norm, qk_norm_per_head=cfg.qk_norm == "head")
-    att.register_load_state_dict_pre_hook(_book_layout_to_fused)
-    return att
+    return dict(num_kv_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, out_bias=cfg.attn_bias, scale=cfg.attn_scale,
+                window=cfg.window(layer), q_norm=q_norm, k_norm=k_norm, qk_norm_per_head=cfg.qk_norm == "head")
 
 
 def _book_attention_to_canonical(module, state_dict, prefix, local_metadata):
@@ -133,10 +162,12 @@ class TransformerBlock(nn.Module):
         for linear in (self.att.out_proj, *self.ff.output_projections()):
             linear.writes_residual = True  # GPT-2's init scales these by 1 / sqrt(2 * n_layers)
 
-    def attend(self, x, rope=None, kv_cache=None):
-        return self.att(x) if kv_cache is None and rope is None else self.att(x, kv_cache=kv_cache, rope=rope)
+    def attend(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None):
+        if rope is not None:  # only grouped-query attention rotates
+            return self.att(x, kv_cache=kv_cache, rope=rope)
+        return self.att(x) if kv_cache is None else self.att(x, kv_cache=kv_cache)
 
-    def forward(self, x, rope=None, kv_cache=None):
+    def forward(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None):
         if self.layout == "post":  # GPT-1: normalise after adding the shortcut
             x = self.norm1(x + self.drop_shortcut(self.attend(x, rope, kv_cache)))
             return self.norm2(x + self.drop_shortcut(self.ff(x)))
@@ -147,13 +178,10 @@ class TransformerBlock(nn.Module):
 
 def check_book_config(cfg) -> None:
     """impl="book" builds the book's classes, which have none of the later parts."""
-    later = [name for name, differs in (
-        ("positions", cfg.positions != "learned"), ("norm", cfg.norm != "layernorm"), ("ff", cfg.ff != "gelu"),
-        ("n_kv_heads", cfg.n_kv_heads != cfg.n_heads), ("head_dim", cfg.head_dim * cfg.n_heads != cfg.emb_dim),
-        ("qk_norm", cfg.qk_norm is not None), ("sliding_window", "sliding" in cfg.layer_types),
-        ("attn_bias", not cfg.attn_bias), ("ff_bias", not cfg.ff_bias), ("hidden_dim", cfg.hidden_dim != 4 * cfg.emb_dim),
-        ("block", cfg.block not in ("pre", "post")), ("emb_scale", cfg.emb_scale),
-        ("attn_scale", cfg.attn_scale != cfg.head_dim ** -0.5)) if differs]
+    later = beyond_multi_head(cfg) + [name for name, differs in (
+        ("norm", cfg.norm != "layernorm"), ("ff", cfg.ff != "gelu"), ("ff_bias", not cfg.ff_bias),
+        ("hidden_dim", cfg.hidden_dim != 4 * cfg.emb_dim), ("block", cfg.block not in ("pre", "post")),
+        ("emb_scale", cfg.emb_scale)) if differs]
     if later:
         raise UserInputError(f"impl='book' builds the book's GPT-2 classes, which cannot express "
                              f"{', '.join(later)}: use impl='fast'")
@@ -214,15 +242,11 @@ class GPTModel(nn.Module):
             x = x + self.pos_emb(positions)  # Shape [batch_size, num_tokens, emb_size]
         return self.drop_emb(x)
 
-    def rotations(self, positions) -> dict:
-        """Per layer type, a function that rotates queries or keys (b, heads, T, head_dim) to ``positions``."""
+    def rotations(self, positions) -> dict[str, Rotation]:
+        """Per layer type, the rotation of queries or keys (b, heads, T, head_dim) to ``positions``."""
         if self.cfg.positions != "rope":
             return {}
-
-        def rotation(cos, sin):
-            return lambda t: apply_rope(t, cos.to(t.dtype), sin.to(t.dtype))
-
-        return {kind: rotation(*rope(positions, torch.float32)) for kind, rope in self.rope.items()}
+        return {kind: rope.rotation(positions) for kind, rope in self.rope.items()}
 
     def forward(self, in_idx, kv_cache=None, last_only=False):
         """Logits (batch, num_tokens, vocab); with ``last_only`` just the last position's.

@@ -4,6 +4,5 @@ Only book code: the shared infrastructure (ch02_text/common.py, ch02_text/cli.py
 module that defines it."""
 
 from ch02_text.tokenizers import gpt2_tokenizer  # noqa: F401
-from ch03_attention.attention import CausalAttention, MultiHeadAttention  # noqa: F401
-from ch03_attention.fast_attention import FastMultiHeadAttention  # noqa: F401
-from ch03_attention.fast_attention import causal_mask  # noqa: F401
+from ch03_attention.attention import CausalAttention, MultiHeadAttention, check_heads  # noqa: F401
+from ch03_attention.fast_attention import FastMultiHeadAttention, LayerKVCache, causal_mask  # noqa: F401

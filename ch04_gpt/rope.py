@@ -12,11 +12,19 @@ the two, plus an attention factor on cos and sin).
 >>> q = torch.ones(1, 1, 3, 4)
 >>> torch.allclose(apply_rope(q, cos, sin)[0, 0, 0], q[0, 0, 0])   # position 0: no rotation
 True
+
+What attention asks of it is a ``Rotation``: a callable that rotates queries or keys to their positions.
+``RotaryEmbedding.rotation(positions)`` makes one (a ``CosSinRotation``):
+
+>>> rotate = rope.rotation(torch.arange(3))
+>>> isinstance(rotate, Rotation), torch.equal(rotate(q), apply_rope(q, cos, sin))
+(True, True)
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -92,6 +100,10 @@ class RotaryEmbedding(nn.Module):
         """Recompute ``inv_freq`` on ``device`` (after a model built on the meta device is materialised)."""
         self.inv_freq = rope_frequencies(self.head_dim, self.theta, self.scaling)[0].to(device)
 
+    def rotation(self, positions: torch.Tensor) -> "CosSinRotation":
+        """The rotation to ``positions`` (T,) or (b, T), for queries and keys of any dtype."""
+        return CosSinRotation(*self(positions, torch.float32))
+
     def forward(self, positions: torch.Tensor, dtype: torch.dtype):
         angles = positions[..., None].float() * self.inv_freq  # (T, head_dim/2) or (b, T, head_dim/2)
         emb = torch.cat((angles, angles), dim=-1)
@@ -109,3 +121,23 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` (b, heads, T, head_dim) by the angles whose cos and sin are given."""
     return x * cos + rotate_half(x) * sin
+
+
+@runtime_checkable
+class Rotation(Protocol):
+    """What attention calls on a RoPE object: rotate queries or keys (b, heads, T, head_dim) to their positions,
+    in their own dtype."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        ...
+
+
+class CosSinRotation:
+    """The ``Rotation`` of some positions: their angles' cos and sin (fp32, from ``RotaryEmbedding``), cast to
+    each input's dtype."""
+
+    def __init__(self, cos: torch.Tensor, sin: torch.Tensor):
+        self.cos, self.sin = cos, sin  # (1, 1, T, head_dim) or (b, 1, T, head_dim)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_rope(x, self.cos.to(x.dtype), self.sin.to(x.dtype))

@@ -154,14 +154,20 @@ def test_dropout_is_off_in_eval_and_on_in_train():
         assert not torch.allclose(module(x), module(x))
 
 
-@pytest.mark.parametrize("options", [dict(num_kv_heads=2), dict(window=5), dict(scale=0.3),
+@pytest.mark.parametrize("options", [None, dict(num_kv_heads=2), dict(window=5), dict(scale=0.3),
                                      dict(num_kv_heads=1, window=3, scale=0.2)],
-                         ids=["grouped-query", "sliding-window", "own-scale", "all-three"])
+                         ids=["multi-head", "grouped-query", "sliding-window", "own-scale", "all-three"])
 def test_attention_with_dropout_computes_what_sdpa_computes(options):
     """The path for dropout in training (``attend_with_dropout``, the scores from one ``baddbmm``), its dropout
-    taken out, against SDPA's eval path: grouped-query heads, a sliding window and a scale of its own."""
+    taken out, against SDPA's eval path: the book's heads, and (chapter 4's grouped-query attention, which
+    extends this class) grouped-query heads, a sliding window and a scale of its own."""
+    from ch04_gpt.attention import GroupedQueryAttention
+
     torch.manual_seed(0)
-    attn = FastMultiHeadAttention(12, 16, 10, 0.5, 4, **options)
+    if options is None:
+        attn = FastMultiHeadAttention(12, 16, 10, 0.5, 4)
+    else:
+        attn = GroupedQueryAttention(12, 16, 10, 0.5, 4, **options)
     attn.weight_dropout = torch.nn.Identity()  # the training path, dropping nothing
     calls, real = [], attn.attend_with_dropout
     attn.attend_with_dropout = lambda *a: calls.append(1) or real(*a)

@@ -7,7 +7,7 @@ from ch04_gpt.generate import generate_text_cached, generate_text_simple
 from ch04_gpt.lookahead import Drafts, can_look_ahead, generate_greedy_lookahead
 from ch04_gpt.model import GPTModel
 from conftest import TINY
-from test_ch04_parts import randomised, tiny
+from tiny_models import randomised, tiny
 
 
 def model(**changes):

@@ -8,32 +8,17 @@ import torch
 import torch.nn as nn
 
 from ch02_text.errors import UserInputError
-from ch03_attention.fast_attention import FastMultiHeadAttention, causal_mask
-from ch04_gpt.config import ALL_PRESETS, GPT_CONFIG_124M, estimate, model_config, scaled_config, validate_config
-from ch04_gpt.families import FAMILIES, SMALLEST
+from ch03_attention.fast_attention import causal_mask
+from ch04_gpt.attention import GroupedQueryAttention
+from ch04_gpt.config import ALL_PRESETS, GPT_CONFIG_124M, estimate, model_config, validate_config
+from ch04_gpt.families import FAMILIES
 from ch04_gpt.feed_forward import GatedFeedForward, MixtureOfExperts, load_balancing_loss
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple
 from ch04_gpt.initial_weights import init_gpt2_weights
 from ch04_gpt.model import GPTModel
 from ch04_gpt.norms import GemmaRMSNorm, OlmoRMSNorm, RMSNorm
 from ch04_gpt.rope import RotaryEmbedding, apply_rope, rope_frequencies
-
-
-def tiny(family, n_layers=3, **changes):
-    """A tiny model of ``family``: its smallest preset's parts at width 32, windows of 4, 4 experts."""
-    preset = SMALLEST[family] if family != "gpt1" else "gpt2-small"
-    extra = {"n_experts": 4, "experts_per_token": 2} if FAMILIES[family].get("ff") == "moe" else {}
-    return scaled_config(preset, family, emb_dim=32, n_heads=4, n_layers=n_layers, vocab_size=61, context_length=24,
-                         sliding_window=4 if "sliding_window" in model_config(preset) and
-                         model_config(preset).sliding_window else None, **extra, **changes)
-
-
-def randomised(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if "norm" in name else 0.15))
-    return model.eval()
+from tiny_models import randomised, tiny
 
 
 # -- norms ------------------------------------------------------------------------------------------------
@@ -106,8 +91,8 @@ def test_an_unimplemented_rope_type_is_one_line():
 # -- attention ------------------------------------------------------------------------------------------------
 def test_grouped_query_attention_equals_heads_with_shared_keys_and_values():
     torch.manual_seed(0)
-    gqa = FastMultiHeadAttention(16, 16, 8, 0.0, num_heads=4, num_kv_heads=2, head_dim=6).eval()
-    mha = FastMultiHeadAttention(16, 16, 8, 0.0, num_heads=4, head_dim=6).eval()
+    gqa = GroupedQueryAttention(16, 16, 8, 0.0, num_heads=4, num_kv_heads=2, head_dim=6).eval()
+    mha = GroupedQueryAttention(16, 16, 8, 0.0, num_heads=4, head_dim=6).eval()
     q, k, v = gqa.qkv.weight.split((24, 12, 12))
     repeat = lambda w: w.view(2, 6, 16).repeat_interleave(2, dim=0).reshape(24, 16)  # noqa: E731
     with torch.no_grad():
@@ -119,7 +104,7 @@ def test_grouped_query_attention_equals_heads_with_shared_keys_and_values():
 
 def test_sliding_window_sees_exactly_the_last_window_keys():
     torch.manual_seed(0)
-    att = FastMultiHeadAttention(8, 8, 16, 0.0, num_heads=2, window=3).eval()
+    att = GroupedQueryAttention(8, 8, 16, 0.0, num_heads=2, window=3).eval()
     x = torch.randn(1, 10, 8)
     changed = x.clone()
     changed[:, :6] = torch.randn(1, 6, 8)  # position 8 sees 6, 7, 8 only
