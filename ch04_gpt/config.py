@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,12 +39,8 @@ GPT_CONFIG_124M = {
     "qkv_bias": False,       # Query-Key-Value bias
 }
 
-MODEL_PRESETS = {
-    "gpt2-small": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "gpt2-medium": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
-}
+# GPT-2's sizes: a view of the one preset table (families.PRESETS), as the book's chapter 4 lists them.
+MODEL_PRESETS = {name: values for name, values in PRESETS.items() if values["family"] == "gpt2"}
 # The book's spelling of the same presets (chapter 5's model_configs).
 BOOK_PRESET_NAMES = {
     "gpt2-small (124M)": "gpt2-small", "gpt2-medium (355M)": "gpt2-medium",
@@ -62,6 +59,9 @@ ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 IMPLS = ("fast", "book")  # kernels, not architecture: GPTModel(cfg, impl=...)
 REQUIRED_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
 LEGACY_KEYS = ("impl", "attn_impl", "norm_position")  # read from dicts of earlier versions, never stored
+# Keys of the book's bonus code that are no architecture here, with what they do there (read, checked, never stored)
+BOOK_CACHE_KEYS = {"kv_window_size": "the length of the KV-cache buffer of the book's ch04/03_kv-cache code"}
+_NOTED: set[str] = set()  # the cache keys already noted in this process (the note is given once)
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,8 @@ def validate_config(cfg) -> ModelConfig:
     """A ``ModelConfig`` from the book's dict (or a config), or UserInputError saying what's off.
 
     Dicts written by earlier versions are migrated: ``norm_position`` becomes ``block``; the kernel
-    keys ``impl``/``attn_impl`` are dropped (see ``GPTModel(cfg, impl=...)``).
+    keys ``impl``/``attn_impl`` are dropped (see ``GPTModel(cfg, impl=...)``). The book's KV-cache code's
+    ``kv_window_size`` is accepted and noted once as having no effect (see ``BOOK_CACHE_KEYS``).
 
     >>> validate_config({**GPT_CONFIG_124M, "n_heads": 0})
     Traceback (most recent call last):
@@ -269,14 +270,28 @@ def validate_config(cfg) -> ModelConfig:
             cfg.setdefault("family", "gpt1")
     for key in LEGACY_KEYS:
         cfg.pop(key, None)
+    _note_book_cache_keys(cfg)
     unknown = [k for k in cfg if k not in FIELD_NAMES]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], FIELD_NAMES, n=1)
+        close = difflib.get_close_matches(unknown[0], (*FIELD_NAMES, *BOOK_CACHE_KEYS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else f": the keys are {', '.join(FIELD_NAMES)}"
         raise UserInputError(f"model config: unknown key {unknown[0]!r}{hint}")
     if isinstance(cfg.get("rope_scaling"), Mapping):
         cfg["rope_scaling"] = dict(cfg["rope_scaling"])
     return ModelConfig(**cfg)
+
+
+def _note_book_cache_keys(cfg: dict) -> None:
+    """Take the book's cache keys out of ``cfg``: checked, noted once (a warning), and without effect, since
+    ``GPTModel``'s KV cache holds every position it is given (sliding layers keep their own window)."""
+    for key, meaning in BOOK_CACHE_KEYS.items():
+        if key not in cfg:
+            continue
+        _positive_int(key, cfg.pop(key))
+        if key not in _NOTED:
+            _NOTED.add(key)
+            warnings.warn(f"model config: {key} ({meaning}) has no effect here: GPTModel's KV cache holds every "
+                          "position up to the context length", UserWarning, stacklevel=3)
 
 
 def kernel_choice(cfg, impl=None) -> str:
@@ -296,17 +311,20 @@ def preset_heads(emb_dim: int) -> int | None:
     return {p["emb_dim"]: p["n_heads"] for p in MODEL_PRESETS.values()}.get(emb_dim)
 
 
-ALL_PRESETS = (*MODEL_PRESETS, *PRESETS)
+ALL_PRESETS = tuple(PRESETS)
 
 
 def preset_values(name: str) -> dict:
-    """The config values of a preset by name (GPT-2 sizes on top of the book's GPT_CONFIG_124M)."""
+    """The config values of a preset by name (or the book's name for it): the preset on top of the book's
+    GPT_CONFIG_124M.
+
+    >>> preset_values("gpt2-medium (355M)")["emb_dim"], preset_values("qwen3-0.6b")["drop_rate"]
+    (1024, 0.0)
+    """
     key = BOOK_PRESET_NAMES.get(name, name)
-    if key in MODEL_PRESETS:
-        return {**GPT_CONFIG_124M, **FAMILIES["gpt2"], **MODEL_PRESETS[key]}
-    if key in PRESETS:
-        return {"drop_rate": 0.0, "qkv_bias": False, **PRESETS[key]}
-    raise UserInputError(f"unknown model preset '{name}': choose one of {', '.join(ALL_PRESETS)}")
+    if key not in PRESETS:
+        raise UserInputError(f"unknown model preset '{name}': choose one of {', '.join(ALL_PRESETS)}")
+    return {**GPT_CONFIG_124M, **PRESETS[key]}
 
 
 def model_config(name: str = "gpt2-small", **overrides) -> ModelConfig:
@@ -378,12 +396,13 @@ def _mlp_params(cfg, hidden) -> int:
 
 
 def scaled_config(preset: str, family: str | None = None, *, emb_dim=None, n_layers=None, n_heads=None,
-                  n_kv_heads=None, sliding_window=None, n_experts=None, experts_per_token=None,
+                  n_kv_heads=None, sliding_window=None, n_experts=None, n_experts_per_token=None,
                   **overrides) -> ModelConfig:
     """A preset's parts at another size: ``family``'s parts (default: the preset's own) on the preset's
     sizes, with any size given replaced. Ratios are kept: hidden sizes per width, query heads per kv
-    head; head_dim becomes emb_dim // n_heads once the width or the heads change. A sliding window is
-    capped at half the context, so that it still matters in a short one.
+    head (the nearest ratio the new head count allows: ``grouped_kv_heads``); head_dim becomes
+    emb_dim // n_heads once the width or the heads change. A sliding window is capped at half the context,
+    so that it still matters in a short one.
 
     >>> cfg = scaled_config("qwen3-0.6b", emb_dim=64, n_heads=4, n_layers=2, context_length=32, vocab_size=50)
     >>> cfg.head_dim, cfg.n_kv_heads, cfg.hidden_dim
@@ -399,8 +418,7 @@ def scaled_config(preset: str, family: str | None = None, *, emb_dim=None, n_lay
             if base.get(key):
                 values[key] = max(1, round(base[key] * d / base["emb_dim"]))
         if base.get("n_kv_heads"):
-            group = base["n_heads"] // base["n_kv_heads"]
-            values["n_kv_heads"] = h // group if h % group == 0 and h >= group else h
+            values["n_kv_heads"] = grouped_kv_heads(h, base["n_heads"] // base["n_kv_heads"])
     values.update(emb_dim=d, n_heads=h, n_layers=n_layers or base["n_layers"])
     if n_kv_heads:
         values["n_kv_heads"] = n_kv_heads
@@ -409,6 +427,17 @@ def scaled_config(preset: str, family: str | None = None, *, emb_dim=None, n_lay
         values["sliding_window"] = sliding_window or min(base["sliding_window"], max(1, context // 2))
     if n_experts:
         values["n_experts"] = n_experts
-    if experts_per_token:
-        values["n_experts_per_token"] = experts_per_token
+    if n_experts_per_token:
+        values["n_experts_per_token"] = n_experts_per_token
     return validate_config({**values, **overrides})
+
+
+def grouped_kv_heads(n_heads: int, group: int) -> int:
+    """The kv heads for ``n_heads`` query heads that come nearest ``group`` query heads per kv head (fewer kv
+    heads on a tie): the ratio itself where it divides, else the closest one a divisor of ``n_heads`` gives.
+
+    >>> grouped_kv_heads(16, 4), grouped_kv_heads(4, 8), grouped_kv_heads(6, 4)
+    (4, 1, 2)
+    """
+    divisors = [k for k in range(1, n_heads + 1) if n_heads % k == 0]
+    return min(divisors, key=lambda k: (abs(n_heads / k - group), k))

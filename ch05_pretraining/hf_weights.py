@@ -1,14 +1,18 @@
-"""Open-weight models from Hugging Face folders, and back: one registry of weight maps keyed by model_type.
+"""Open-weight models from Hugging Face folders, and back: one loop over the families' Hugging Face specs.
 
 Unlike the book's section 5.5 (one hand-written loader per checkpoint): every family of
-``ch04_gpt/families.py``, GPT-2 included, is the same ``GPTModel``, so one table of name rules per family
-translates our parameter names to a checkpoint's (``trf_blocks.3.ff.fc1.weight`` <->
-``model.layers.3.mlp.gate_proj.weight``). Two things are not one-to-one: our fused ``att.qkv`` (Hugging
-Face's q_proj, k_proj and v_proj stacked; GPT-2's c_attn is fused already) and GPT-2's ``Conv1D`` weights,
-stored (in, out) and transposed for ``nn.Linear``. ``config_from_hf`` reads ``config.json`` in its older
-(``rope_theta``, ``rope_scaling``) and current (``rope_parameters``, per layer type) forms and refuses what
-the model cannot represent, with one line naming it. ``load_hf`` builds the model on the meta device and assigns the memory-mapped tensors, so
-no random weights are ever allocated; ``export_hf`` writes a folder that ``transformers`` reads.
+``ch04_gpt/families.py``, GPT-2 included, is the same ``GPTModel``, and its Hugging Face side is data
+(``hf_families.HF_FAMILIES``): name rules translate our parameter names to a checkpoint's
+(``trf_blocks.3.ff.fc1.weight`` <-> ``model.layers.3.mlp.gate_proj.weight``), and hooks read and write each
+family's own ``config.json`` keys; nothing here branches on a family. Two things are not one-to-one: our fused
+``att.qkv`` (Hugging Face's q_proj, k_proj and v_proj stacked; GPT-2's c_attn is fused already) and GPT-2's
+``Conv1D`` weights, stored (in, out) and transposed for ``nn.Linear``. ``config_from_hf`` reads ``config.json``
+as ``transformers`` 5 does, in its older form (``rope_theta`` + ``rope_scaling``, Gemma 3's
+``rope_local_base_freq`` and ``sliding_window_pattern``) and its current one (``rope_parameters`` and
+``layer_types``), keys left out taking the config class's defaults, and refuses what the model cannot
+represent, with one line naming it. ``load_hf`` builds the model on the meta device and assigns the
+memory-mapped tensors, so no random weights are ever allocated; ``export_hf`` writes a folder that
+``transformers`` reads.
 
 >>> hf_name("qwen3", "trf_blocks.2.att.k_norm.weight")
 'model.layers.2.self_attn.k_norm.weight'
@@ -33,127 +37,81 @@ from ch02_text.hardware import bf16_supported
 from ch02_text.safe_files import atomic_write_bytes
 
 from .checkpoint import CheckpointError
-from .previous_chapters import FAMILIES, GPT_CONFIG_124M, GPTModel, read_json_file, validate_config
+from .hf_families import FAMILY_OF, HF_FAMILIES, QKV_PARTS, TOP_NAMES, HFFamily
+from .previous_chapters import FAMILIES, FAMILY_SPECS, GPTModel, read_json_file, validate_config
 
 CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME = "config.json", "model.safetensors", "model.safetensors.index.json"
-FAMILY_OF = {"gpt2": "gpt2", "llama": "llama", "qwen3": "qwen3", "qwen3_moe": "qwen3-moe", "gemma3_text": "gemma3",
-             "gemma3": "gemma3", "mistral": "mistral", "mixtral": "mixtral", "olmo2": "olmo2", "olmo3": "olmo3"}
-MODEL_TYPE = {"gpt2": "gpt2", "llama": "llama", "qwen3": "qwen3", "qwen3-moe": "qwen3_moe", "gemma3": "gemma3_text",
-              "mistral": "mistral", "mixtral": "mixtral", "olmo2": "olmo2", "olmo3": "olmo3"}
-ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3-moe": "Qwen3MoeForCausalLM",
-                 "gemma3": "Gemma3ForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
-                 "olmo2": "Olmo2ForCausalLM", "olmo3": "Olmo3ForCausalLM"}
-ACTIVATIONS = {"gemma3": "gelu_pytorch_tanh"}  # the others: silu
+# the choices of parts a Hugging Face family fixes (the sizes are free)
+STRUCTURE = ("positions", "norm", "block", "ff", "qk_norm", "emb_scale")
+
+
+def hf_family(family: str) -> HFFamily:
+    """The Hugging Face side of one of our families (KeyError for one that has none, GPT-1)."""
+    return HF_FAMILIES[family]
+
 
 # -- names ----------------------------------------------------------------------------------------------
-ATTENTION_RULES = [(r"att\.out_proj", "self_attn.o_proj"), (r"att\.q_norm", "self_attn.q_norm"),
-                   (r"att\.k_norm", "self_attn.k_norm")]
-MLP_RULES = [(r"ff\.fc1", "mlp.gate_proj"), (r"ff\.fc2", "mlp.up_proj"), (r"ff\.fc3", "mlp.down_proj")]
-NORM_RULES = {
-    "pre": [(r"norm1", "input_layernorm"), (r"norm2", "post_attention_layernorm")],
-    "sandwich": [(r"norm1", "input_layernorm"), (r"post_att_norm", "post_attention_layernorm"),
-                 (r"norm2", "pre_feedforward_layernorm"), (r"post_ff_norm", "post_feedforward_layernorm")],
-    "post_branch": [(r"post_att_norm", "post_attention_layernorm"), (r"post_ff_norm", "post_feedforward_layernorm")],
-}
-MOE_RULES = {
-    "qwen3-moe": [(r"ff\.gate", "mlp.gate"), (r"ff\.experts\.(\d+)\.fc1", r"mlp.experts.\1.gate_proj"),
-                  (r"ff\.experts\.(\d+)\.fc2", r"mlp.experts.\1.up_proj"),
-                  (r"ff\.experts\.(\d+)\.fc3", r"mlp.experts.\1.down_proj")],
-    "mixtral": [(r"ff\.gate", "block_sparse_moe.gate"), (r"ff\.experts\.(\d+)\.fc1", r"block_sparse_moe.experts.\1.w1"),
-                (r"ff\.experts\.(\d+)\.fc2", r"block_sparse_moe.experts.\1.w3"),
-                (r"ff\.experts\.(\d+)\.fc3", r"block_sparse_moe.experts.\1.w2")],
-}
-BLOCK_OF = {"gemma3": "sandwich", "olmo2": "post_branch", "olmo3": "post_branch"}
-TOP_NAMES = {"tok_emb.weight": "model.embed_tokens.weight", "final_norm.weight": "model.norm.weight",
-             "out_head.weight": "lm_head.weight"}
-QKV_PARTS = ("q_proj", "k_proj", "v_proj")
-# GPT-2 (GPT2LMHeadModel): LayerNorm's scale/shift are weight/bias, the QKV is fused, Conv1D weights are (in, out)
-GPT2_TOP_NAMES = {"tok_emb.weight": "transformer.wte.weight", "pos_emb.weight": "transformer.wpe.weight",
-                  "final_norm.scale": "transformer.ln_f.weight", "final_norm.shift": "transformer.ln_f.bias",
-                  "out_head.weight": "lm_head.weight"}
-GPT2_RULES = [(r"norm1", "ln_1"), (r"norm2", "ln_2"), (r"att\.qkv", "attn.c_attn"), (r"att\.out_proj", "attn.c_proj"),
-              (r"ff\.layers\.0", "mlp.c_fc"), (r"ff\.layers\.2", "mlp.c_proj")]
-GPT2_LEAVES = {"scale": "weight", "shift": "bias"}
-GPT2_TRANSPOSED = r"trf_blocks\.\d+\.(att\.(qkv|out_proj)|ff\.layers\.[02])\.weight"
-# tensors a checkpoint may hold that are not parameters (GPT-2's causal-mask buffers)
-IGNORED = {"gpt2": r"(transformer\.)?h\.\d+\.attn\.(masked_)?bias"}
-
-
-def block_rules(family: str) -> list[tuple[str, str]]:
-    if family == "gpt2":
-        return GPT2_RULES
-    return ATTENTION_RULES + MOE_RULES.get(family, []) + MLP_RULES + NORM_RULES[BLOCK_OF.get(family, "pre")]
+def block_rules(family: str) -> tuple[tuple[str, str], ...]:
+    return hf_family(family).rules
 
 
 def hf_name(family: str, ours: str) -> str:
     """The checkpoint's name of one of our parameters (the fused qkv of the split families: see ``qkv_names``)."""
-    top = GPT2_TOP_NAMES if family == "gpt2" else TOP_NAMES
-    if ours in top:
-        return top[ours]
+    spec = hf_family(family)
+    if ours in spec.top_names:
+        return spec.top_names[ours]
     layer, rest = re.fullmatch(r"trf_blocks\.(\d+)\.(.+)", ours).groups()
     module, leaf = rest.rsplit(".", 1)
-    prefix = f"transformer.h.{layer}" if family == "gpt2" else f"model.layers.{layer}"
-    leaf = GPT2_LEAVES.get(leaf, leaf) if family == "gpt2" else leaf
-    for pattern, template in block_rules(family):
+    leaf = spec.leaves.get(leaf, leaf)
+    for pattern, template in spec.rules:
         if re.fullmatch(pattern, module):
-            return f"{prefix}.{re.sub(pattern, template, module)}.{leaf}"
+            return f"{spec.layer_prefix}.{layer}.{re.sub(pattern, template, module)}.{leaf}"
     raise KeyError(f"no Hugging Face name for {ours} in family {family}")
 
 
 def transposed(family: str, ours: str) -> bool:
     """Whether the checkpoint stores this weight as (in, out) (GPT-2's Conv1D) rather than nn.Linear's (out, in)."""
-    return family == "gpt2" and re.fullmatch(GPT2_TRANSPOSED, ours) is not None
+    pattern = hf_family(family).transposed
+    return pattern is not None and re.fullmatch(pattern, ours) is not None
 
 
 def qkv_names(family: str, ours: str) -> list[str] | None:
     """The three checkpoint tensors behind our fused ``trf_blocks.N.att.qkv.weight`` (None for other names, and
     for GPT-2, whose checkpoint holds the fused tensor)."""
+    spec = hf_family(family)
     match = re.fullmatch(r"trf_blocks\.(\d+)\.att\.qkv\.(weight|bias)", ours)
-    if match is None or family == "gpt2":
+    if match is None or not spec.split_qkv:
         return None
     layer, leaf = match.groups()
-    return [f"model.layers.{layer}.self_attn.{part}.{leaf}" for part in QKV_PARTS]
+    return [f"{spec.layer_prefix}.{layer}.self_attn.{part}.{leaf}" for part in QKV_PARTS]
 
 
 # -- config.json ----------------------------------------------------------------------------------------
-def _rope(hf: dict, family: str) -> dict:
-    """rope_theta, rope_scaling and local_rope_theta from either form of config.json."""
-    params = hf.get("rope_parameters")
-    if params is None:  # the older form
-        full = {"rope_theta": hf.get("rope_theta", 10000.0), **(hf.get("rope_scaling") or {})}
-        local = {"rope_theta": hf.get("rope_local_base_freq", full["rope_theta"]), "rope_type": "default"}
-    elif "full_attention" in params or "sliding_attention" in params:  # per layer type
-        full = params.get("full_attention") or {}
-        local = params.get("sliding_attention") or {"rope_type": "default", "rope_theta": full.get("rope_theta")}
+def _rope(hf: dict, spec: HFFamily) -> dict:
+    """rope_theta, rope_scaling and local_rope_theta from either form of config.json, as transformers reads
+    them: ``rope_parameters`` (flat, or per layer type) or the older ``rope_theta`` + ``rope_scaling`` (on the
+    full layers) + the sliding layers' own base (Gemma 3's ``rope_local_base_freq``)."""
+    params = hf.get("rope_parameters") or {}
+    if "full_attention" in params or "sliding_attention" in params:  # per layer type
+        full, local = dict(params.get("full_attention") or {}), dict(params.get("sliding_attention") or {})
     else:
-        full, local = params, None
+        full, local = dict(hf.get("rope_scaling") or params), {}
+    full.setdefault("rope_theta", hf["rope_theta"])
     scaling = {k: v for k, v in full.items() if k != "rope_theta"}
     kind = scaling.get("rope_type", scaling.get("type", "default"))
-    out = {"rope_theta": float(full.get("rope_theta", 10000.0)), "rope_scaling": None if kind == "default" else scaling}
-    if family in ("gemma3", "olmo3") and local is not None:
-        if local.get("rope_type", "default") != "default":
-            raise UserInputError(f"config.json: sliding layers with RoPE type {local['rope_type']!r} are not "
-                                 "implemented here")
-        out["local_rope_theta"] = float(local.get("rope_theta") or out["rope_theta"])
+    out = {"rope_theta": float(full["rope_theta"]), "rope_scaling": None if kind == "default" else scaling}
+    if spec.local_theta_key is not None:
+        kind = local.get("rope_type", local.get("type", "default"))
+        if kind != "default":
+            raise UserInputError(f"config.json: sliding layers with RoPE type {kind!r} are not implemented here")
+        out["local_rope_theta"] = float(local.get("rope_theta") or hf[spec.local_theta_key])
     return out
 
 
-def _layer_types(hf: dict, family: str, n_layers: int):
-    if hf.get("layer_types"):
-        names = {"sliding_attention": "sliding", "full_attention": "full"}
-        unknown = [t for t in hf["layer_types"] if t not in names]
-        if unknown:
-            raise UserInputError(f"config.json: layer type {unknown[0]!r} is not implemented here")
-        return [names[t] for t in hf["layer_types"]]
-    if family in ("mistral", "mixtral") and hf.get("sliding_window"):
-        return ["sliding"] * n_layers
-    return ["full"] * n_layers
-
-
-def _refuse_unsupported(hf: dict, family: str) -> None:
-    act = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"
-    if act != ACTIVATIONS.get(family, "silu"):
-        raise UserInputError(f"config.json: activation {act!r} is not implemented for {family}")
+def _refuse_unsupported(hf: dict, spec: HFFamily) -> None:
+    act = hf.get(spec.activation_key) or spec.activation
+    if act != spec.activation:
+        raise UserInputError(f"config.json: activation {act!r} is not implemented for {spec.family}")
     for key in ("final_logit_softcapping", "attn_logit_softcapping"):
         if hf.get(key) is not None:
             raise UserInputError(f"config.json: {key}={hf[key]} is not implemented here")
@@ -163,125 +121,110 @@ def _refuse_unsupported(hf: dict, family: str) -> None:
         raise UserInputError("config.json: use_bidirectional_attention is not implemented (causal models only)")
 
 
-# the choices of parts a Hugging Face family fixes (the sizes are free)
-STRUCTURE = ("positions", "norm", "block", "ff", "qk_norm", "emb_scale")
-# config.json settings of GPT-2 that GPTModel cannot represent, with the value it needs
-GPT2_UNSUPPORTED = {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}
-TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
-
-
-def gpt2_config_from_hf(hf: dict, source="config.json"):
-    """GPT-2's ``config.json`` (``n_embd``, ``n_head``, ...) as our config, refusing what GPTModel cannot run."""
-    for key, needed in GPT2_UNSUPPORTED.items():
-        if hf.get(key, needed) != needed:
-            raise CheckpointError(f"{source} sets {key}={hf[key]}, which GPTModel cannot represent")
-    act = hf.get("activation_function", "gelu_new")
-    if act not in TANH_GELUS:
-        raise CheckpointError(f"{source} uses activation_function={act!r}; GPTModel has GELU's tanh "
-                              f"approximation only ({', '.join(TANH_GELUS)})")
-    if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
-        raise CheckpointError(f"{source} sets n_inner={hf['n_inner']}; GPTModel's feed forward is 4 x n_embd wide")
-    return validate_config({
-        **GPT_CONFIG_124M, "vocab_size": hf["vocab_size"], "context_length": hf.get("n_positions", 1024),
-        "emb_dim": hf["n_embd"], "n_heads": hf["n_head"], "n_layers": hf["n_layer"], "qkv_bias": True,
-        "tie_weights": bool(hf.get("tie_word_embeddings", True)), "norm_eps": float(hf.get("layer_norm_epsilon", 1e-5)),
-        "drop_rate": 0.0})
-
-
-def config_from_hf(hf: dict, source="config.json"):
-    """Our ``ModelConfig`` from a Hugging Face ``config.json`` (a multimodal Gemma 3's text model too)."""
-    if hf.get("model_type") == "gemma3" and "text_config" in hf:
-        hf = {**hf["text_config"], "model_type": "gemma3_text"}
+def _family_of(hf: dict, source) -> tuple[HFFamily, dict]:
+    """The family of a ``config.json``, and the config of its text model (a multimodal Gemma 3's text_config)."""
     model_type = hf.get("model_type")
     if model_type not in FAMILY_OF:
         raise UserInputError(f"{source}: model_type {model_type!r} is not supported here (supported: "
                              f"{', '.join(FAMILY_OF)})")
-    family = FAMILY_OF[model_type]
-    if family == "gpt2":
-        return gpt2_config_from_hf(hf, source)
-    _refuse_unsupported(hf, family)
-    n_layers = hf["num_hidden_layers"]
-    bias = bool(hf.get("attention_bias", False))
-    values = {
-        "family": family, "vocab_size": hf["vocab_size"], "context_length": hf.get("max_position_embeddings", 2048),
-        "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"], "n_layers": n_layers,
-        "n_kv_heads": hf.get("num_key_value_heads") or hf["num_attention_heads"], "head_dim": hf.get("head_dim"),
-        "hidden_dim": hf["intermediate_size"], "norm_eps": float(hf.get("rms_norm_eps", 1e-6)),
-        "tie_weights": bool(hf.get("tie_word_embeddings", family == "gemma3")), "drop_rate": 0.0,
-        "qkv_bias": bias, "attn_bias": bias, "ff_bias": bool(hf.get("mlp_bias", False)),
-        "sliding_window": hf.get("sliding_window"), "layer_types": _layer_types(hf, family, n_layers),
-        **_rope(hf, family),
-    }
-    if family == "gemma3":
-        values["attn_scale"] = float(hf.get("query_pre_attn_scalar", 256)) ** -0.5
-    if family in ("qwen3-moe", "mixtral"):
-        step = hf.get("decoder_sparse_step", 1) or 1
-        dense = set(hf.get("mlp_only_layers") or []) | {i for i in range(n_layers) if (i + 1) % step}
-        values.update(n_experts=hf.get("num_experts") or hf.get("num_local_experts"),
-                      n_experts_per_token=hf["num_experts_per_tok"], moe_dense_layers=sorted(dense),
-                      moe_hidden_dim=hf.get("moe_intermediate_size") or hf["intermediate_size"],
-                      norm_topk_prob=bool(hf.get("norm_topk_prob", True)),
-                      router_aux_loss_coef=float(hf.get("router_aux_loss_coef", 0.0)))
+    spec = hf_family(FAMILY_OF[model_type])
+    if isinstance(hf.get("text_config"), dict):
+        hf = {**hf["text_config"], "model_type": spec.model_types[0]}
+    return spec, hf
+
+
+def config_from_hf(hf: dict, source="config.json"):
+    """Our ``ModelConfig`` from a Hugging Face ``config.json`` (a multimodal Gemma 3's text model too); keys it
+    leaves out take the values ``transformers`` gives them."""
+    spec, hf = _family_of(hf, source)
+    if spec.read_config is not None:
+        return spec.read_config(hf, source)
+    hf = {**spec.defaults, **{spec.aliases.get(key, key): value for key, value in hf.items()}}
+    _refuse_unsupported(hf, spec)
+    try:
+        values = _causal_lm_values(hf, spec)
+    except KeyError as missing:
+        raise UserInputError(f"{source} lacks {missing}, which a {hf['model_type']} config.json needs") from None
+    except (TypeError, ZeroDivisionError) as error:  # a value of the wrong kind (null, a string, 0)
+        raise UserInputError(f"{source} holds a value this reader cannot use ({error}): is it a "
+                             f"{hf['model_type']} config.json?") from None
     if "sliding" not in values["layer_types"]:
         values["sliding_window"] = None
-    return validate_config({**FAMILIES[family], **values})
+    return validate_config({**FAMILIES[spec.family], **values})
+
+
+def _causal_lm_values(hf: dict, spec: HFFamily) -> dict:
+    n_layers = hf["num_hidden_layers"]
+    bias = bool(hf["attention_bias"])
+    values = {
+        "family": spec.family, "vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+        "emb_dim": hf["hidden_size"], "n_heads": hf["num_attention_heads"], "n_layers": n_layers,
+        "n_kv_heads": hf["num_key_value_heads"] or hf["num_attention_heads"], "head_dim": hf["head_dim"],
+        "hidden_dim": hf["intermediate_size"], "norm_eps": float(hf["rms_norm_eps"]),
+        "tie_weights": bool(hf["tie_word_embeddings"]), "drop_rate": 0.0, "qkv_bias": bias, "attn_bias": bias,
+        "sliding_window": hf["sliding_window"], **_rope(hf, spec),
+    }
+    for quirk in (spec.layers, *spec.quirks):
+        values.update(quirk.read(hf, n_layers))
+    return values
 
 
 def hf_config(cfg) -> dict:
     """The ``config.json`` of a model of ``cfg`` for ``transformers`` (current form, per-layer RoPE where used)."""
     cfg = validate_config(cfg)
-    family = cfg.family
-    if family not in MODEL_TYPE or cfg.block == "post":
-        what = "post-LayerNorm (GPT-1)" if cfg.block == "post" else family
+    spec = HF_FAMILIES.get(cfg.family)
+    if spec is None or cfg.block == "post":
+        what = "post-LayerNorm (GPT-1)" if cfg.block == "post" else cfg.family
         raise UserInputError(f"a {what} model has no Hugging Face family here (exportable: "
-                             f"{', '.join(MODEL_TYPE)})")
-    published = validate_config({**cfg.to_dict(), **FAMILIES[family]})
-    changed = [k for k in STRUCTURE if getattr(cfg, k) != getattr(published, k)]
-    if family == "gpt2" and not (cfg.attn_bias and cfg.ff_bias):
-        changed.append("attn_bias" if not cfg.attn_bias else "ff_bias")
-    if changed:
-        raise UserInputError(f"this {family} model sets {changed[0]}={getattr(cfg, changed[0])!r} where "
-                             f"{family} has {getattr(published, changed[0])!r}: Hugging Face's {MODEL_TYPE[family]} "
-                             "cannot hold it (a ladder rung between families is not exportable)")
-    if family == "gpt2":
-        return gpt2_hf_config(cfg)
-    full = {"rope_type": "default", "rope_theta": cfg.rope_theta, **(cfg.rope_scaling or {})}
-    out = {
-        "architectures": [ARCHITECTURES[family]], "model_type": MODEL_TYPE[family], "vocab_size": cfg.vocab_size,
-        "max_position_embeddings": cfg.context_length, "hidden_size": cfg.emb_dim,
-        "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim,
-        "num_hidden_layers": cfg.n_layers, "intermediate_size": cfg.hidden_dim, "rms_norm_eps": cfg.norm_eps,
-        "tie_word_embeddings": cfg.tie_weights, "attention_bias": cfg.qkv_bias, "hidden_act": "silu",
-        "sliding_window": cfg.sliding_window, "dtype": "float32", "rope_parameters": full,
-        "layer_types": [f"{t}_attention" for t in cfg.layer_types],
-    }
-    if family in ("gemma3", "olmo3"):
-        local = {"rope_type": "default", "rope_theta": cfg.local_rope_theta or cfg.rope_theta}
-        out["rope_parameters"] = {"full_attention": full, "sliding_attention": local}
-    if family == "gemma3":
-        out.update(hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=round(cfg.attn_scale ** -2),
-                   final_logit_softcapping=None, attn_logit_softcapping=None)
-    if family in ("qwen3-moe", "mixtral"):
-        out.update(num_experts=cfg.n_experts, num_local_experts=cfg.n_experts,
-                   num_experts_per_tok=cfg.n_experts_per_token, moe_intermediate_size=cfg.moe_hidden_dim,
-                   norm_topk_prob=cfg.norm_topk_prob, mlp_only_layers=list(cfg.moe_dense_layers),
-                   decoder_sparse_step=1, router_aux_loss_coef=cfg.router_aux_loss_coef)
-    if family == "qwen3":
-        out["use_sliding_window"] = "sliding" in cfg.layer_types
+                             f"{', '.join(HF_FAMILIES)})")
+    _refuse_other_parts(cfg, spec)
+    body = spec.write_config(cfg) if spec.write_config is not None else _causal_lm_config(cfg, spec)
+    out = {"architectures": [spec.architecture], "model_type": spec.model_types[0], **body,
+           spec.activation_key: spec.activation, "initializer_range": FAMILY_SPECS[cfg.family].initializer_range}
+    if spec.write_config is None:
+        _refuse_unheld_layer_types(cfg, spec, out)
     return out
 
 
-def gpt2_hf_config(cfg) -> dict:
-    """The ``config.json`` that ``GPT2LMHeadModel.from_pretrained`` needs for a model of ``cfg``."""
-    return {
-        "architectures": [ARCHITECTURES["gpt2"]], "model_type": "gpt2",
-        "vocab_size": cfg.vocab_size, "n_positions": cfg.context_length, "n_ctx": cfg.context_length,
-        "n_embd": cfg.emb_dim, "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "n_inner": None,
-        "activation_function": "gelu_new", "layer_norm_epsilon": cfg.norm_eps,
-        "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate, "attn_pdrop": cfg.drop_rate,
-        "tie_word_embeddings": bool(cfg.tie_weights), "bos_token_id": 50256, "eos_token_id": 50256,
-        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+def _refuse_other_parts(cfg, spec: HFFamily) -> None:
+    """A ladder rung between families (parts of one on another) has no Hugging Face class that holds it."""
+    family = cfg.family
+    published = validate_config({**cfg.to_dict(), **FAMILIES[family], **spec.fixed})
+    changed = [k for k in (*STRUCTURE, *spec.fixed) if getattr(cfg, k) != getattr(published, k)]
+    if changed:
+        raise UserInputError(f"this {family} model sets {changed[0]}={getattr(cfg, changed[0])!r} where "
+                             f"{family} has {getattr(published, changed[0])!r}: Hugging Face's {spec.model_types[0]} "
+                             "cannot hold it (a ladder rung between families is not exportable)")
+
+
+def _refuse_unheld_layer_types(cfg, spec: HFFamily, out: dict) -> None:
+    """The sliding layers as written must read back as ours (Llama has none; Mistral slides on every layer)."""
+    written = spec.layers.read({**spec.defaults, **out}, cfg.n_layers)["layer_types"]
+    if written != list(cfg.layer_types):
+        raise UserInputError(f"this {cfg.family} model's layer types ({', '.join(cfg.layer_types)}) cannot be "
+                             f"written as Hugging Face's {spec.model_types[0]} config.json (it reads them as "
+                             f"{', '.join(written)})")
+
+
+def _causal_lm_config(cfg, spec: HFFamily) -> dict:
+    """The keys every causal LM's config.json has, then the family's own (its quirks)."""
+    scaling = dict(cfg.rope_scaling or {})
+    full = {"rope_type": scaling.pop("rope_type", scaling.pop("type", "default")), "rope_theta": cfg.rope_theta,
+            **scaling}
+    rope = full
+    if spec.local_theta_key is not None:
+        local = {"rope_type": "default", "rope_theta": cfg.local_rope_theta or cfg.rope_theta}
+        rope = {"full_attention": full, "sliding_attention": local}
+    out = {
+        "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.context_length, "hidden_size": cfg.emb_dim,
+        "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim,
+        "num_hidden_layers": cfg.n_layers, "intermediate_size": cfg.hidden_dim, "rms_norm_eps": cfg.norm_eps,
+        "tie_word_embeddings": cfg.tie_weights, "attention_bias": cfg.qkv_bias, "dtype": "float32",
+        "rope_parameters": rope,
     }
+    for quirk in (spec.layers, *spec.quirks):
+        out.update(quirk.write(cfg))
+    return out
 
 
 # -- tensors --------------------------------------------------------------------------------------------
@@ -310,6 +253,7 @@ class MappedSafetensors:
                 raise CheckpointError(f"'{path}' is not a safetensors file: download it again") from None
             self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         self.path, self.base = path, 8 + n
+        _check_complete(path, header, self.base, len(self.mm))
         self.metadata = header.get("__metadata__") or {}
         self.header = {k: v for k, v in header.items() if k != "__metadata__"}
 
@@ -335,6 +279,22 @@ class MappedSafetensors:
         stop = end // mmap.PAGESIZE * mmap.PAGESIZE
         if stop > start:
             self.mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def _check_complete(path, header: dict, base: int, size: int) -> None:
+    """Refuse a file cut short (an interrupted download) or a header whose entries are not tensors, before any
+    tensor is read: one line, not a buffer error halfway through loading."""
+    ends = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and info.get("dtype") in SAFETENSORS_DTYPES):
+            raise CheckpointError(f"'{path}' has a damaged header (tensor '{name}'): download it again")
+        ends.append(offsets[1])
+    needed = base + max(ends, default=0)
+    if size < needed:
+        raise CheckpointError(f"'{path}' is truncated ({size:,} of {needed:,} bytes): download it again")
 
 
 # where the text model's tensors are in a file, given their names in a causal LM's own folder
@@ -440,7 +400,7 @@ def state_dict_from_folder(tensors: TensorFolder, model: GPTModel, dtype) -> dic
         out[ours] = tensor
     if model.cfg.tie_weights and tensors.has("lm_head.weight"):
         tensors.get("lm_head.weight")  # a copy of the embedding, as transformers may write it
-    extra = tensors.untaken(IGNORED.get(family))
+    extra = tensors.untaken(hf_family(family).ignored)
     if extra:
         raise CheckpointError(f"{tensors.source} holds tensor '{extra[0]}' that this model has no place for")
     return out
@@ -496,10 +456,8 @@ def hf_state_dict(model: GPTModel) -> dict:
         sizes = (cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim)
         for name, part in zip(parts, tensor.split(sizes, dim=0)):
             out[name] = part.contiguous().clone()
-    if cfg.family == "gpt2" and not cfg.qkv_bias:  # GPT-2's c_attn always has a bias
-        for i in range(cfg.n_layers):
-            out[f"transformer.h.{i}.attn.c_attn.bias"] = torch.zeros(cfg.n_heads * cfg.head_dim * 3)
-    return out
+    extra = hf_family(cfg.family).extra_tensors
+    return {**out, **(extra(cfg) if extra else {})}
 
 
 def export_hf(model: GPTModel, folder) -> Path:

@@ -20,7 +20,7 @@ from ch04_gpt.config import (  # noqa: F401
     ALL_PRESETS, GPT_CONFIG_124M, MODEL_PRESETS, ModelConfig, estimate, model_config, preset_heads, preset_values,
     scaled_config, validate_config,
 )
-from ch04_gpt.families import FAMILIES, SMALLEST, TITLES, WHAT_IT_CHANGES  # noqa: F401
+from ch04_gpt.families import FAMILIES, FAMILY_SPECS, SMALLEST, TITLES, WHAT_IT_CHANGES  # noqa: F401
 from ch04_gpt.feed_forward import MixtureOfExperts  # noqa: F401
 from ch04_gpt.generate import decode_dtype, generate_batch, generate_loop, generate_text_simple  # noqa: F401
 from ch04_gpt.layers import FeedForward  # noqa: F401

@@ -51,7 +51,7 @@ def test_a_model_without_attention_has_no_maps():
 def test_maps_equal_transformers_eager_attentions(case, tmp_path):
     transformers = pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt")
     from ch05_pretraining.hf_weights import load_hf
-    from test_ch05_hf_weights import tiny_hf
+    from hf_tiny import tiny_hf
 
     torch.manual_seed(0)
     if case == "gpt2":

@@ -155,6 +155,32 @@ def test_config_reads_the_earlier_kernel_keys_as_kernels_not_architecture():
     assert GPTModel({**TINY, "impl": "book"}, impl="fast").impl == "fast"
 
 
+def test_the_book_kv_cache_codes_kv_window_size_is_accepted_noted_once_and_changes_nothing(monkeypatch):
+    """ch04/03_kv-cache's GPT_CONFIG_124M (the book's bonus code) adds kv_window_size: its cache buffer's length."""
+    import warnings
+
+    import ch04_gpt.config as config
+
+    book = {"vocab_size": 50257, "context_length": 1024, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
+            "drop_rate": 0.1, "qkv_bias": False, "kv_window_size": 1024}
+    monkeypatch.setattr(config, "_NOTED", set())
+    with pytest.warns(UserWarning, match="kv_window_size .*has no effect here"):
+        cfg = validate_config(book)
+    assert cfg == validate_config(GPT_CONFIG_124M) and "kv_window_size" not in dict(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # noted once only
+        torch.manual_seed(0)
+        windowed = GPTModel({**TINY, "kv_window_size": 4}).eval()  # a buffer shorter than the text
+    torch.manual_seed(0)
+    plain = GPTModel(TINY).eval()
+    idx = torch.randint(0, 97, (1, 5))
+    assert torch.equal(generate_text_cached(windowed, idx, 20, 16), generate_text_cached(plain, idx, 20, 16))
+    with pytest.raises(ValueError, match="kv_window_size must be a positive integer"):
+        validate_config({**book, "kv_window_size": 0})
+    with pytest.raises(ValueError, match=r"unknown key 'n_kv_head' \(did you mean n_kv_heads\?\)"):
+        validate_config({**book, "n_kv_head": 4})
+
+
 def test_book_preset_spelling():
     assert model_config("gpt2-medium (355M)")["n_heads"] == 16
 

@@ -13,48 +13,7 @@ from ch02_text.errors import UserInputError  # noqa: E402
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple  # noqa: E402
 from ch05_pretraining.checkpoint import CheckpointError  # noqa: E402
 from ch05_pretraining.hf_weights import config_from_hf, export_hf, hf_config, load_hf  # noqa: E402
-
-COMMON = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False)
-WINDOW = dict(sliding_window=4, layer_types=["sliding_attention", "sliding_attention", "full_attention"])
-LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-          "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
-YARN = {"rope_type": "yarn", "rope_theta": 500000.0, "factor": 4.0, "original_max_position_embeddings": 16,
-        "beta_fast": 32.0, "beta_slow": 1.0}
-CASES = {
-    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(rope_parameters=LLAMA3, attention_bias=True)),
-    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(head_dim=16, tie_word_embeddings=True,
-                                                     rope_parameters={"rope_type": "default", "rope_theta": 1e6})),
-    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(num_experts=4, num_experts_per_tok=2,
-                                                                moe_intermediate_size=16, norm_topk_prob=True,
-                                                                mlp_only_layers=[1])),
-    "qwen3_moe_unnormalised": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
-                               dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
-                                    norm_topk_prob=False)),
-    "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM",
-                    dict(head_dim=16, query_pre_attn_scalar=24, num_key_value_heads=1, tie_word_embeddings=True,
-                         rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
-                                          "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
-                         **WINDOW)),
-    "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=4)),
-    "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(num_local_experts=4, num_experts_per_tok=2)),
-    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", dict()),
-    "olmo3": ("Olmo3Config", "Olmo3ForCausalLM",
-              dict(rope_parameters={"full_attention": YARN,
-                                    "sliding_attention": {"rope_type": "default", "rope_theta": 500000.0}},
-                   **WINDOW)),
-}
-
-
-def tiny_hf(case, seed=0):
-    config_cls, model_cls, extra = CASES[case]
-    torch.manual_seed(seed)
-    config = getattr(transformers, config_cls)(**{**COMMON, **extra})
-    model = getattr(transformers, model_cls)(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():  # default inits hide bugs: norms at 1 (Gemma's at 0)
-            p.normal_(0.0, 0.3 if "norm" in name else 0.15)
-    return model
+from hf_tiny import CASES, COMMON, IDS, tiny_hf  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +27,6 @@ def saved(tmp_path_factory):
             folders[case] = folder
         return folders[case]
     return save
-
-
-IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(1))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -185,3 +141,44 @@ def test_the_text_model_of_a_multimodal_gemma3_folder_loads(tmp_path):
     save_file(renamed, tmp_path / "new" / "model.safetensors")
     (tmp_path / "new" / "config.json").write_text((tmp_path / "mm" / "config.json").read_text())
     torch.testing.assert_close(load_hf(tmp_path / "new", dtype=torch.float32)(ids), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_each_family_has_one_hugging_face_spec_and_export_refuses_layers_it_cannot_write():
+    from ch04_gpt.config import scaled_config
+    from ch04_gpt.families import FAMILY_SPECS
+    from ch05_pretraining.hf_families import FAMILY_OF, HF_FAMILIES
+
+    assert set(HF_FAMILIES) == set(FAMILY_SPECS) - {"gpt1"}  # GPT-1 (post-LN) has no transformers class here
+    assert {FAMILY_OF[spec.model_types[0]] for spec in HF_FAMILIES.values()} == set(HF_FAMILIES)
+    sizes = dict(emb_dim=32, n_heads=4, n_layers=2, vocab_size=50, context_length=16)
+    windowed = scaled_config("llama-3.2-1b", sliding_window=4, **sizes)  # Llama's config.json has no windows
+    with pytest.raises(UserInputError, match="layer types .* cannot be written as Hugging Face's llama"):
+        hf_config(windowed)
+    mixed = scaled_config("mistral-7b", layer_types=("sliding", "full"), **sizes)  # Mistral: every layer alike
+    with pytest.raises(UserInputError, match="cannot be written as Hugging Face's mistral"):
+        hf_config(mixed)
+    for preset in ("mistral-7b", "gemma3-270m", "olmo3-7b", "qwen3-0.6b"):  # what they can write reads back
+        cfg = scaled_config(preset, sliding_window=4, **sizes)
+        assert config_from_hf(hf_config(cfg)).layer_types == cfg.layer_types
+
+
+@pytest.mark.parametrize("preset", ["llama-3.2-1b", "qwen3-0.6b", "qwen3-30b-a3b", "gemma3-270m", "mistral-7b",
+                                    "mixtral-8x7b", "olmo2-1b", "olmo3-7b"])
+def test_the_config_json_of_each_real_preset_reads_in_transformers_as_ours(preset):
+    """No weights: transformers' config class reads our config.json of the published sizes as we mean it."""
+    from ch04_gpt.config import model_config
+
+    cfg = model_config(preset)
+    theirs = transformers.AutoConfig.for_model(**hf_config(cfg))
+    assert (theirs.head_dim, theirs.num_key_value_heads, theirs.tie_word_embeddings) == \
+        (cfg.head_dim, cfg.n_kv_heads, cfg.tie_weights)
+    rope = theirs.rope_parameters
+    full, local = (rope["full_attention"], rope["sliding_attention"]) if "full_attention" in rope else (rope, None)
+    assert full["rope_theta"] == cfg.rope_theta and full["rope_type"] == (cfg.rope_scaling or {}).get("rope_type",
+                                                                                                      "default")
+    assert (local or {}).get("rope_theta", cfg.local_rope_theta) == cfg.local_rope_theta
+    if getattr(theirs, "layer_types", None):
+        assert [t.removesuffix("_attention") for t in theirs.layer_types] == list(cfg.layer_types)
+    if "sliding" in cfg.layer_types:
+        assert theirs.sliding_window == cfg.sliding_window
+    assert getattr(theirs, "num_local_experts", 0) == cfg.n_experts
