@@ -7,8 +7,12 @@ Unlike running the file with ``python``: the markdown cells' section headings (`
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from .cli import CliParser, cli_errors
+from .errors import UserInputError
+from .hardware import pick_device
+from .safe_files import check_folder
 
 
 def chapter_parser(chapter: str, description: str, figures: bool = True):
@@ -100,3 +104,15 @@ def run_exercises(chapter: str, exercises, argv=None, add_arguments=None) -> dic
             print(f"\n{header}\n{'-' * len(header)}")
             results[number] = solve(args)
     return results
+
+
+def check_chapter_options(args, weights_hint: str = "see the README") -> None:
+    """What a chapter's walk-through would find wrong only after minutes of work, found now: the device, the
+    folders it writes into (``--out-dir``, ``--image-dir``), a ``--gpt2-weights`` file that is not there."""
+    pick_device(args.device)
+    check_folder(args.out_dir, "--out-dir")
+    if args.image_dir is not None:
+        check_folder(args.image_dir, "--image-dir")
+    if args.gpt2_weights is not None and not Path(args.gpt2_weights).exists():
+        raise UserInputError(f"--gpt2-weights '{args.gpt2_weights}' does not exist: download GPT-2's "
+                             f"model.safetensors ({weights_hint}) or leave the option out")

@@ -5,7 +5,7 @@ reader offline places the file once. The order, for a file such as ``the-verdict
 
     1. <repo>/data/the-verdict.txt
     2. $LLMS_DATA_DIR/the-verdict.txt
-    3. download from the public source into <repo>/data/ (atomic write)
+    3. download from the public source into <repo>/data/ (atomic write; from a zip archive, its file of that name)
     4. otherwise: DataFileError with one line naming the file and where to put it
 
 >>> find_data_file("the-verdict.txt").name      # doctest: +SKIP
@@ -14,8 +14,10 @@ reader offline places the file once. The order, for a file such as ``the-verdict
 
 from __future__ import annotations
 
+import io
 import os
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from .errors import DataFileError, UserInputError
@@ -34,6 +36,8 @@ DATA_URLS = {
     ),
     "gpt2/vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
     "gpt2/encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+    # chapter 6's SMS spam data: served in a zip archive, of which the file of that name is kept
+    "SMSSpamCollection": "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
 }
 
 
@@ -67,7 +71,7 @@ def find_data_file(name: str, download: bool = True, timeout: float = 20.0) -> P
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 payload = resp.read()
             target = DATA_DIR / name
-            atomic_write_bytes(target, payload)
+            atomic_write_bytes(target, unzipped(payload, url, name))
             return target
         except Exception as exc:  # any network failure ends in the one message below
             reason = f"download from {url} failed ({type(exc).__name__})"
@@ -75,6 +79,22 @@ def find_data_file(name: str, download: bool = True, timeout: float = 20.0) -> P
         f"data file '{name}' not found: place it at {DATA_DIR / name} "
         f"or set {DATA_ENV} to a folder that holds {name} ({reason})"
     )
+
+
+def unzipped(payload: bytes, url: str, name: str) -> bytes:
+    """The download itself, or for a ``.zip`` URL the archive's member named as the data file.
+
+    >>> import io, zipfile
+    >>> buf = io.BytesIO()
+    >>> with zipfile.ZipFile(buf, "w") as z:
+    ...     z.writestr("readme", "x"); z.writestr("SMSSpamCollection", "ham\\tHi")
+    >>> unzipped(buf.getvalue(), "https://host/a.zip", "SMSSpamCollection")
+    b'ham\\tHi'
+    """
+    if not url.endswith(".zip"):
+        return payload
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        return archive.read(Path(name).name)  # a missing member: KeyError, reported as a failed download
 
 
 def read_text_file(path: str | os.PathLike) -> str:

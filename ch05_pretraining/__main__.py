@@ -1,13 +1,8 @@
 """``python -m ch05_pretraining``: walk through chapter 5 and print what the book prints."""
 
-from pathlib import Path
-
-from ch02_text.chapter_runner import chapter_parser, run_walkthrough
+from ch02_text.chapter_runner import chapter_parser, check_chapter_options, run_walkthrough
 from ch02_text.cli import add_device_argument, cli_errors
-from ch02_text.errors import UserInputError
-from ch02_text.hardware import pick_device
 from ch02_text.option_types import positive_int
-from ch02_text.safe_files import check_folder
 
 BOOK_EPOCHS = 10
 
@@ -31,19 +26,8 @@ def main(argv=None):
     if args.image_dir is None and args.epochs != BOOK_EPOCHS:
         args.image_dir = args.out_dir  # a shorter run's figures must not replace the book's in image/
     with cli_errors():
-        check_options(args)
+        check_chapter_options(args)
     return run_walkthrough("ch05_pretraining.walkthrough", args)
-
-
-def check_options(args) -> None:
-    """What the walk-through would find wrong only after minutes of training, found now."""
-    pick_device(args.device)
-    check_folder(args.out_dir, "--out-dir")
-    if args.image_dir is not None:
-        check_folder(args.image_dir, "--image-dir")
-    if args.gpt2_weights is not None and not Path(args.gpt2_weights).exists():
-        raise UserInputError(f"--gpt2-weights '{args.gpt2_weights}' does not exist: download GPT-2's "
-                             "model.safetensors (see the README) or leave the option out")
 
 
 if __name__ == "__main__":

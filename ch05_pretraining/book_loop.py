@@ -77,23 +77,31 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
 
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     """Section 5.2: train/val loss over epochs, with a second x-axis for tokens seen."""
+    return plot_over_epochs(epochs_seen, tokens_seen, train_losses, val_losses)
+
+
+def plot_over_epochs(epochs_seen, seen, train_values, val_values, label="loss", seen_label="Tokens seen",
+                     legend_loc="upper right", integer_epochs=True):
+    """The book's two-axis figure (section 5.2; chapter 6's ``plot_values`` draws it for losses and accuracies
+    over examples seen): training and validation ``label`` over epochs, a second x-axis for ``seen_label``."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     fig, ax1 = plt.subplots(figsize=(5, 3))
 
-    # Plot training and validation loss against epochs
-    ax1.plot(epochs_seen, train_losses, label="Training loss")
-    ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    # Plot training and validation values against epochs
+    ax1.plot(epochs_seen, train_values, label=f"Training {label}")
+    ax1.plot(epochs_seen, val_values, linestyle="-.", label=f"Validation {label}")
     ax1.set_xlabel("Epochs")
-    ax1.set_ylabel("Loss")
-    ax1.legend(loc="upper right")
-    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # only show integer labels on x-axis
+    ax1.set_ylabel(label.capitalize())
+    ax1.legend(loc=legend_loc)
+    if integer_epochs:
+        ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # only show integer labels on x-axis
 
-    # Create a second x-axis for tokens seen
+    # Create a second x-axis for what was seen
     ax2 = ax1.twiny()  # Create a second x-axis that shares the same y-axis
-    ax2.plot(tokens_seen, train_losses, alpha=0)  # Invisible plot for aligning ticks
-    ax2.set_xlabel("Tokens seen")
+    ax2.plot(seen, train_values, alpha=0)  # Invisible plot for aligning ticks
+    ax2.set_xlabel(seen_label)
 
     fig.tight_layout()  # Adjust layout to make room
     return fig
