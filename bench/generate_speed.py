@@ -19,7 +19,7 @@ import torch
 
 from bench.timing import machine_line
 from ch03_attention.fast_attention import book_to_fast_state_dict
-from ch04_gpt.config import GPT_CONFIG_124M
+from ch04_gpt.config import GPT_CONFIG_124M, estimate
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple
 from ch04_gpt.model import GPTModel
 from ch04_gpt.packed_linear import pack_for_decoding, packing_pays
@@ -101,11 +101,14 @@ def memory_bandwidth(megabytes=512, repeats=5) -> float:
 
 
 def weight_bytes_per_token(model) -> int:
-    """Bytes of weights one decoding step reads: everything but the two embedding look-ups (the head is read)."""
+    """Bytes of weights one decoding step reads: everything but the two embedding look-ups (the head is read),
+    and of a mixture of experts only the experts a token is routed to."""
     positions = model.pos_emb.weight.numel() if hasattr(model, "pos_emb") else 0  # RoPE: none
-    lookups = model.tok_emb.weight.numel() * (0 if model.cfg["tie_weights"] else 1) + positions
-    params = sum(p.numel() for p in model.parameters()) - lookups
-    return params * next(model.parameters()).element_size()
+    lookups = model.tok_emb.weight.numel() * (0 if model.cfg.tie_weights else 1) + positions
+    params = sum(p.numel() for p in model.parameters())
+    e = estimate(model.cfg)
+    active = params - (e["params"] - e["active_params"])  # the experts not routed to are not read
+    return (active - lookups) * next(model.parameters()).element_size()
 
 
 def greedy_agreement(checkpoint):

@@ -2,6 +2,7 @@
 
     python -m bench.hf_speed                          # Llama-3.2-1B and Qwen3-0.6B shapes, 200 new tokens
     python -m bench.hf_speed --shapes qwen3-0.6b --new-tokens 50
+    python -m bench.hf_speed --shapes all --decode-only --new-tokens 100   # every family (FAMILY_SHAPES)
 
 For each shape a model with random weights is written by transformers (``save_pretrained``, bf16, as real
 folders are), then, as separate processes, loaded by ``load_hf`` and by ``from_pretrained``: peak RSS above
@@ -24,7 +25,7 @@ import torch
 
 from bench.generate_speed import memory_bandwidth, weight_bytes_per_token
 from bench.timing import machine_line
-from ch04_gpt.config import model_config
+from ch04_gpt.config import model_config, scaled_config
 from ch04_gpt.generate import generate_text_cached
 from ch04_gpt.packed_linear import pack_for_decoding, packing_pays
 
@@ -54,12 +55,32 @@ print(json.dumps({"seconds": seconds, "peak_kb": peak - base, "weights": weights
 """
 
 
+# Every family at about a billion parameters or less: its published shape where one is that small, else its
+# parts on a smaller shape (``scaled_config``: the family's ratios kept), so that fp32 fits a 24 GB machine.
+FAMILY_SHAPES = {
+    "llama": ("llama-3.2-1b", {}), "qwen3": ("qwen3-0.6b", {}), "gemma3": ("gemma3-1b", {}),
+    "olmo2": ("olmo2-1b", {}),
+    "mistral": ("mistral-7b", dict(emb_dim=2048, n_layers=16, n_heads=16)),
+    "olmo3": ("olmo3-7b", dict(emb_dim=2048, n_layers=16, n_heads=16)),
+    "mixtral": ("mixtral-8x7b", dict(emb_dim=1024, n_layers=16, n_heads=16)),
+    "qwen3-moe": ("qwen3-30b-a3b", dict(emb_dim=1024, n_layers=16, n_heads=16, n_experts=32)),
+}
+
+
+def shape_config(shape: str):
+    """A preset by name, or a family's bench shape (``FAMILY_SHAPES``), at a context of 2048."""
+    if shape in FAMILY_SHAPES:
+        preset, sizes = FAMILY_SHAPES[shape]
+        return scaled_config(preset, **sizes, context_length=2048)
+    return model_config(shape, context_length=2048)
+
+
 def write_random_folder(shape: str, folder: str) -> None:
     import transformers
 
     from ch05_pretraining.hf_weights import hf_config
 
-    config = hf_config(model_config(shape, context_length=2048))
+    config = hf_config(shape_config(shape))
     hf = transformers.AutoConfig.for_model(**config)
     torch.manual_seed(0)
     with torch.device("cpu"):
@@ -107,11 +128,14 @@ def decode_rates(folder: str, dtype, n: int, bandwidth: float) -> list[tuple]:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.hf_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", nargs="+", default=["llama-3.2-1b", "qwen3-0.6b"])
+    p.add_argument("--shapes", nargs="+", default=["llama-3.2-1b", "qwen3-0.6b"],
+                   help=f"presets, or families at a bench shape: {', '.join(FAMILY_SHAPES)} (all: every family)")
     p.add_argument("--new-tokens", type=int, default=200)
     p.add_argument("--load-only", action="store_true", help="only the loading table")
     p.add_argument("--decode-only", action="store_true", help="only the decoding table")
     args = p.parse_args(argv)
+    if args.shapes == ["all"]:
+        args.shapes = list(FAMILY_SHAPES)
     bandwidth = memory_bandwidth()
     print(f"machine: {machine_line()}; memory bandwidth (copy) {bandwidth / 1e9:.1f} GB/s")
     for shape in args.shapes:

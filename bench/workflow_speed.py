@@ -98,6 +98,9 @@ def bench_save(steps: int = 3, saves: int = 3) -> None:
     print(f"| {size / 1e9:.2f} GB | {save_s:.2f} | {step_s:.2f} | {share:.1%} |")
 
 
+WARMUP = 100  # nanoGPT's shakespeare-char warmup, longer than the recipe's default for 300 steps
+
+
 def bench_anchor(steps: int = 300) -> None:
     """nanoGPT's CPU char model: a plain fp32 loop (non-fused AdamW, glibc defaults) vs the trainer's fast path."""
     from torch.utils.data import DataLoader
@@ -106,7 +109,9 @@ def bench_anchor(steps: int = 300) -> None:
     from ch05_pretraining.previous_chapters import GPTModel, init_gpt2_weights, model_config
     from ch05_pretraining.engine.runtime import Runtime, keep_freed_memory
     from ch05_pretraining.engine.token_data import TokenWindows
-    from ch05_pretraining.engine.trainer import Trainer, TrainSettings, make_optimizer
+    from ch05_pretraining.engine.recipe import SMALL_MODEL_RECIPE
+    from ch05_pretraining.engine.schedule import lr_at
+    from ch05_pretraining.engine.trainer import Trainer
 
     text = read_data_text("tinyshakespeare.txt")
     tok = CharTokenizer.from_text(text)
@@ -118,7 +123,7 @@ def bench_anchor(steps: int = 300) -> None:
     def fresh(fused):
         torch.manual_seed(1337)
         model = init_gpt2_weights(GPTModel(cfg))
-        return model, make_optimizer(model, 1e-3, 0.1, fused=fused, betas=(0.9, 0.99), decay="matrices")
+        return model, SMALL_MODEL_RECIPE.optimizer(model, 1e-3, fused=fused)
 
     def loader():
         torch.manual_seed(0)
@@ -132,12 +137,12 @@ def bench_anchor(steps: int = 300) -> None:
         for i, (x, y) in enumerate(loader()):
             if i == steps:
                 break
-            for group in opt.param_groups:
-                group["lr"] = 1e-3 * min(1.0, (i + 1) / 100)
+            for group in opt.param_groups:  # the same schedule as the trainer's
+                group["lr"] = lr_at(i, 1e-3, WARMUP, steps, 1e-3 * SMALL_MODEL_RECIPE.min_lr_ratio)
             loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), SMALL_MODEL_RECIPE.grad_clip)
             opt.step()
         return time.perf_counter() - start
 
@@ -145,8 +150,8 @@ def bench_anchor(steps: int = 300) -> None:
         runtime = Runtime.choose(torch.device("cpu"))
         runtime.apply(torch.device("cpu"))
         model, opt = fresh(runtime.fused_adamw)
-        settings = TrainSettings(max_steps=steps, lr=1e-3, warmup_steps=100, min_lr=1e-4, grad_clip=1.0,
-                                 eval_freq=10 ** 9, sample_tokens=0, **runtime.train_settings(tok.n_vocab))
+        settings = SMALL_MODEL_RECIPE.settings(steps, 1e-3, warmup_steps=WARMUP, eval_freq=10 ** 9, sample_tokens=0,
+                                               **runtime.train_settings(tok.n_vocab))
         start = time.perf_counter()
         trainer = Trainer(model, opt, loader(), loader(), "cpu", settings, log=lambda *a: None)
         trainer.fit()

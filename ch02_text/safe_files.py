@@ -67,8 +67,8 @@ class DirectWriter:
     Unlike a plain file: data is gathered in one reused, page-aligned buffer and written to the disk in
     whole chunks, never copied into the kernel's page cache. Writing a 2 GB checkpoint through the cache
     has the kernel find 2 GB of free pages, which on a virtual machine that hands freed pages back to its
-    host costs seconds (``python -m bench.checkpoint_speed``: 1.2 s this way against 4.8 s through the
-    cache). Where ``O_DIRECT`` is missing (macOS, Windows) or refused (some file systems), it writes the
+    host costs seconds (``python -m bench.checkpoint_speed`` measures both ways; bench/README.md has the
+    figures). Where ``O_DIRECT`` is missing (macOS, Windows) or refused (some file systems), it writes the
     same bytes plainly.
     ``finish()`` writes the rest, cuts the padding of the last chunk and fsyncs.
 

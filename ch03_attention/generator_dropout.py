@@ -2,7 +2,7 @@
 
 What this adds over ``nn.Dropout`` (section 3.5.2): speed, and a random stream of its own.
 PyTorch's CPU dropout draws one 64-bit number per element from the global generator, one
-element at a time (about 8 ns each: some 190 ms of a GPT-124M training step). Here one
+element at a time (a noticeable share of a GPT-124M training step: bench/README.md). Here one
 64-bit draw gives four 15-bit lanes, each compared with ``p`` (so ``p`` is exact to 1/32768),
 and the draws come from a generator of the caller's, so the global generator, which shuffles
 the data, advances only as the data loaders use it.

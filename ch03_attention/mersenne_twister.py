@@ -160,8 +160,7 @@ def _reducer() -> _Reducer:
 class JumpAhead:
     """Jump a ``TwisterState`` ahead by ``draws`` words: the state it would have after drawing them.
 
-    Built once per jump length (``X**J mod phi``, some 30 ms); ``apply`` then costs a few milliseconds, for
-    any state. The jumped state is the one PyTorch would hold, byte for byte: the same 624-word block
+    Built once per jump length (``X**J mod phi``); ``apply`` is then much cheaper, for any state. The jumped state is the one PyTorch would hold, byte for byte: the same 624-word block
     (blocks start every 624 words of the sequence) and the same position in it.
     """
 

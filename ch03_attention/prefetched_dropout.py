@@ -2,7 +2,7 @@
 
 What this adds over ``nn.Dropout`` (section 3.5.2): speed, with the very same masks. PyTorch's CPU
 dropout draws one 64-bit number per element from the global generator, one element after another
-(about 5 ns each: some 140 ms of a GPT-124M training step, on one core while the other waits).
+(a noticeable share of a GPT-124M training step, on one core while the other waits: bench/README.md).
 ``BookMasks`` learns from one forward pass which masks the model draws, in which order (``plan``), and
 from then on draws all of a pass's masks before it starts: the first part on this thread from the global
 generator, the rest on a second thread from a copy of the generator jumped ahead to where the first part
@@ -36,7 +36,7 @@ from .generator_dropout import replace_dropouts
 from .mersenne_twister import JumpAhead, TwisterState
 
 WORDS_PER_ELEMENT = 2  # bernoulli_ takes one 64-bit number per element: two 32-bit words
-TWO_CORES_FROM = 1 << 21  # elements per pass from which the second core pays for its jump (~3 ms)
+TWO_CORES_FROM = 1 << 21  # elements per pass from which the second core pays for its jump (bench/README.md)
 JUMP_HEAD_START = 300_000  # elements the first core draws while the second one jumps
 
 

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from ch02_text.errors import UserInputError
 
+from .families import FAMILY_SPECS
 from .layers import LayerNorm
 from .norms import RMSNorm
 
@@ -57,7 +58,7 @@ def init_family_weights(model: nn.Module, std: float | None = None) -> nn.Module
     """Re-initialise ``model`` as its family's reference implementation does: every linear layer and embedding
     N(0, std) (``std``: the family's ``initializer_range``), biases 0, norms at their identity (weight 1, or 0
     for Gemma's ``1 + weight``; LayerNorm's shift 0)."""
-    std = 0.02 if std is None else std
+    std = FAMILY_SPECS[model.cfg.family].initializer_range if std is None else std
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=std)

@@ -23,8 +23,8 @@ import torch
 from .generate import check_max_new_tokens, generate_loop
 
 # Tokens guessed per pass. A pass over up to 3 positions costs about what one costs (GPT-124M in fp32 on a
-# 2-core CPU: 22-25 ms), 4 cost 37 ms and 9 cost 52 ms; over the book's ten per-epoch samples 2 guesses per
-# pass take the least time (bench/README.md).
+# 2-core CPU), more positions cost more; over the book's ten per-epoch samples 2 guesses per pass take the
+# least time (bench/README.md has the measurements).
 DRAFT_TOKENS = 2
 NGRAM = 3  # the longest run of last tokens looked up
 

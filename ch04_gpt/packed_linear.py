@@ -3,7 +3,7 @@
 Unlike ``nn.Linear`` (whose weight oneDNN reorders into its blocked layout again on every call, or which
 falls back to a plain matrix-vector kernel): ``PackedLinear`` holds the weight already in oneDNN's layout,
 so a decoding step, one token's matrix-vector product per layer, reads the weights at close to the memory's
-speed (bench/README.md: 1.7-3x the tokens/s of nn.Linear for one row, in fp32 and bf16). Inference only: the
+speed (bench/README.md compares it with nn.Linear for one row, in fp32 and bf16). Inference only: the
 packed weight is a buffer, not a parameter, so a packed model is for generating, not for training.
 
 >>> layer = torch.nn.Linear(64, 32)
@@ -35,9 +35,8 @@ def can_pack(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool:
 
 def packing_pays(dtype: torch.dtype) -> bool:
     """Whether packed weights decode faster than ``nn.Linear`` on this CPU, as measured (bench/README.md): in
-    bf16 everywhere (1.4-3x one row's speed), in fp32 not on Intel CPUs, whose fp32 ``nn.Linear`` runs MKL's
-    matrix-vector kernel at memory speed (GPT-124M on a Sapphire Rapids: 46 tokens/s unpacked, 39 packed),
-    while on AMD's packing gives 1.6x."""
+    bf16 everywhere, in fp32 not on Intel CPUs, whose fp32 ``nn.Linear`` runs MKL's matrix-vector kernel at
+    memory speed already, while on AMD's packing pays in fp32 too."""
     return dtype != torch.float32 or not intel_cpu()
 
 

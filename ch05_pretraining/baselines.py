@@ -79,7 +79,7 @@ class LadderModel(nn.Module):
 
     @property
     def context_length(self) -> int:
-        return self.cfg["context_length"]
+        return self.cfg.context_length
 
     def embed(self, idx):
         """Token + position embeddings, for the rungs that have positions."""
@@ -94,12 +94,12 @@ class NgramMLP(LadderModel):
 
     def __init__(self, cfg, rung):
         super().__init__(cfg, rung)
-        n, d, v = rung["n"], cfg["emb_dim"], cfg["vocab_size"]
+        n, d, v = rung["n"], cfg.emb_dim, cfg.vocab_size
         self.tok_emb = nn.Embedding(v + 1, d)  # id v: "before the start of the text"
         self.mlp = nn.Sequential(nn.Linear(n * d, 4 * d), nn.Tanh(), nn.Linear(4 * d, v))
 
     def forward(self, idx):
-        n, v = self.rung["n"], self.cfg["vocab_size"]
+        n, v = self.rung["n"], self.cfg.vocab_size
         padded = torch.cat([torch.full_like(idx[:, :1], v).expand(-1, n - 1), idx], dim=1)
         windows = padded.unfold(1, n, 1)  # (b, num_tokens, n): the n tokens ending at each position
         return self.mlp(self.tok_emb(windows).flatten(2))  # (b, num_tokens, n * emb_dim) -> logits
@@ -110,8 +110,8 @@ class LM1(LadderModel):
 
     def __init__(self, cfg, rung):
         super().__init__(cfg, rung)
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"])
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size)
 
     def forward(self, idx):
         return self.out_head(self.tok_emb(idx))
@@ -122,11 +122,11 @@ class LM2(LadderModel):
 
     def __init__(self, cfg, rung):
         super().__init__(cfg, rung)
-        d = cfg["emb_dim"]
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], d)
-        self.pos_emb = nn.Embedding(cfg["context_length"], d)
-        self.att = CausalAttention(d, d, cfg["context_length"], 0.0)
-        self.out_head = nn.Linear(d, cfg["vocab_size"])
+        d = cfg.emb_dim
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.pos_emb = nn.Embedding(cfg.context_length, d)
+        self.att = CausalAttention(d, d, cfg.context_length, 0.0)
+        self.out_head = nn.Linear(d, cfg.vocab_size)
 
     def forward(self, idx):
         return self.out_head(self.att(self.embed(idx)))
@@ -137,13 +137,13 @@ class LM3(LadderModel):
 
     def __init__(self, cfg, rung):
         super().__init__(cfg, rung)
-        d = cfg["emb_dim"]
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], d)
-        self.pos_emb = nn.Embedding(cfg["context_length"], d)
+        d = cfg.emb_dim
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.pos_emb = nn.Embedding(cfg.context_length, d)
         self.blocks = nn.Sequential(*[
-            nn.Sequential(MultiHeadAttention(d, d, cfg["context_length"], 0.0, cfg["n_heads"]), FeedForward(cfg))
+            nn.Sequential(MultiHeadAttention(d, d, cfg.context_length, 0.0, cfg.n_heads), FeedForward(cfg))
             for _ in range(rung["n_blocks"])])
-        self.out_head = nn.Linear(d, cfg["vocab_size"])
+        self.out_head = nn.Linear(d, cfg.vocab_size)
 
     def forward(self, idx):
         return self.out_head(self.blocks(self.embed(idx)))

@@ -65,8 +65,8 @@ def without_zip_checksums():
     """``torch.save`` without the zip format's CRC-32 of each record, for as long as the context lasts.
 
     ``torch.load`` never checks them (a flipped byte in a tensor loads either way), yet computing them took
-    1.3-3.9 s of a 5-6 s save of the book model's 2 GB of weights and AdamW state (``python -m
-    bench.checkpoint_speed``); the atomic write and ``fsync`` are what keep a checkpoint whole. ``unzip -t``
+    a large share of saving the book model's 2 GB of weights and AdamW state (``python -m
+    bench.checkpoint_speed``, bench/README.md); the atomic write and ``fsync`` are what keep a checkpoint whole. ``unzip -t``
     on such a file reports bad CRCs; ``torch.load`` reads it as any other.
     """
     return serialization_config.patch({"save.compute_crc32": False})

@@ -26,7 +26,7 @@ from ch02_text.hardware import pick_device
 from ch02_text.option_types import port_number
 
 from .engine.explorer import Explorer, make_server
-from .engine.model_source import add_source_arguments, load_model
+from .engine.model_source import add_source_arguments, load_model_of
 from .previous_chapters import decode_dtype
 
 
@@ -68,8 +68,7 @@ def main(argv=None):
         dtype = decode_dtype(device, args.dtype)
         server = bind(args.host, args.port)
         try:
-            model, tokenizer, prompt = load_model(args.checkpoint, args.gpt2, args.hf, args.tokenizer,
-                                                  args.n_heads, device)
+            model, tokenizer, prompt = load_model_of(args, device)
             source = args.checkpoint or args.gpt2 or args.hf
             explorer = server.RequestHandlerClass.explorer = Explorer(model.to(dtype), tokenizer, prompt, source)
             host, port = server.server_address[:2]

@@ -35,7 +35,7 @@ from ch02_text.option_types import nonneg_float, nonneg_int, positive_int, proba
 from ch02_text.seeds import set_seed
 from ch02_text.text_stream import TextStream
 
-from .engine.model_source import add_source_arguments, load_model as load_source
+from .engine.model_source import add_source_arguments, load_model_of
 from .previous_chapters import decode_dtype, generate_batch, pack_for_decoding, render_chat
 from .sampling import SamplingSettings, generate, make_sampler
 from .tokens import text_to_token_ids, token_ids_to_text
@@ -63,11 +63,6 @@ def build_parser():
                         "(about twice the tokens/s), else float32 (the book's exact texts)")
     add_device_argument(p)
     return p
-
-
-def load_model(args, device):
-    """``(model, tokenizer, default prompt)`` of --checkpoint, --hf or --gpt2 (see engine/model_source.py)."""
-    return load_source(args.checkpoint, args.gpt2, args.hf, args.tokenizer, args.n_heads, device)
 
 
 SETTING_TYPES = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int}
@@ -257,7 +252,7 @@ def main(argv=None):
         device = pick_device(args.device)
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
         check_chat(args)
-        model, tokenizer, default_prompt = load_model(args, device)
+        model, tokenizer, default_prompt = load_model_of(args, device)
         if args.chat and not getattr(tokenizer, "chat_template", None):
             raise UserInputError("--chat needs a chat template, and the tokenizer of this model has none "
                                  "(tokenizer_config.json's chat_template): leave --chat out to continue text")

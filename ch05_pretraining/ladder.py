@@ -42,7 +42,8 @@ from .baselines import CountModel, build_rung
 from .checkpoint import save_checkpoint
 from .engine.runtime import Runtime
 from .engine.token_data import TokenWindows, load_datasets
-from .engine.trainer import Trainer, TrainSettings, make_optimizer
+from .engine.recipe import SMALL_MODEL_RECIPE
+from .engine.trainer import Trainer
 from .loss import calc_loss_loader
 from .previous_chapters import TOKENIZER_CHOICES, model_config, tokenizer_to_dict
 
@@ -105,10 +106,9 @@ def train_rung(cfg, rung, train_loader, val_loader, args, runtime):
     """Train one neural rung for ``--steps``; returns (model, state, tokens/s)."""
     set_seed(args.seed)
     model = build_rung(cfg, rung)
-    optimizer = make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw, betas=(0.9, 0.99), decay="matrices")
-    settings = TrainSettings(max_steps=args.steps, lr=args.lr, warmup_steps=min(50, args.steps // 10),
-                             min_lr=args.lr / 10, grad_clip=1.0, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
-                             sample_tokens=0, **runtime.train_settings(cfg.vocab_size))
+    optimizer = SMALL_MODEL_RECIPE.optimizer(model, args.lr, fused=runtime.fused_adamw)
+    settings = SMALL_MODEL_RECIPE.settings(args.steps, args.lr, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
+                                           sample_tokens=0, **runtime.train_settings(cfg.vocab_size))
     trainer = Trainer(model, optimizer, train_loader, val_loader, "cpu", settings, log=lambda *a: None)
     start = time.perf_counter()
     state = trainer.fit()

@@ -41,7 +41,8 @@ from ch02_text.seeds import set_seed
 from .checkpoint import save_checkpoint
 from .engine.runtime import Runtime
 from .engine.token_data import load_datasets
-from .engine.trainer import Trainer, TrainSettings, make_optimizer
+from .engine.recipe import SMALL_MODEL_RECIPE
+from .engine.trainer import Trainer
 from .loss import calc_loss_loader
 from .previous_chapters import GPTModel, TOKENIZER_CHOICES, estimate, model_config, tokenizer_to_dict
 
@@ -122,10 +123,9 @@ def train_one(cfg, train_ds, val_ds, args, seed, runtime):
     train_loader, val_loader = loaders(train_ds, val_ds, args.batch_size, seed)
     set_seed(seed)
     model = GPTModel(cfg)
-    optimizer = make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw, betas=(0.9, 0.99), decay="matrices")
-    settings = TrainSettings(max_steps=args.steps, lr=args.lr, warmup_steps=min(50, args.steps // 10),
-                             min_lr=args.lr / 10, grad_clip=1.0, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
-                             sample_tokens=0, **runtime.train_settings(cfg.vocab_size))
+    optimizer = SMALL_MODEL_RECIPE.optimizer(model, args.lr, fused=runtime.fused_adamw)
+    settings = SMALL_MODEL_RECIPE.settings(args.steps, args.lr, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
+                                           sample_tokens=0, **runtime.train_settings(cfg.vocab_size))
     trainer = Trainer(model, optimizer, train_loader, val_loader, "cpu", settings, log=lambda *a: None)
     start = time.perf_counter()
     state = trainer.fit()
@@ -184,16 +184,22 @@ def modern_figure(curves, rows, args):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    base_tokens, base_runs = curves["gpt2"]
+    base_length = min(len(r) for r in base_runs)
+    base = torch.tensor([r[:base_length] for r in base_runs]).mean(0)  # GPT-2's mean curve: the zero line
+    left.axhline(0.0, color="black", linewidth=1, label="gpt2")
     for name, (tokens, runs) in curves.items():
-        length = min(len(r) for r in runs)
-        stacked = torch.tensor([r[:length] for r in runs])
+        if name == "gpt2":
+            continue
+        length = min(base_length, *(len(r) for r in runs))
+        stacked = torch.tensor([r[:length] for r in runs]) - base[:length]  # each seed's loss minus GPT-2's
         mean, low, high = stacked.mean(0), stacked.min(0).values, stacked.max(0).values
         line, = left.plot(tokens[:length], mean, label=name)
-        left.fill_between(tokens[:length], low, high, color=line.get_color(), alpha=0.2)
+        left.fill_between(tokens[:length], low, high, color=line.get_color(), alpha=0.15)
     left.set_xlabel("Training tokens seen")
-    left.set_ylabel("Validation loss (eval batches)")
-    left.set_title("Each rung, mean of the seeds (band: their range)")
-    left.legend(fontsize=8, ncol=2)
+    left.set_ylabel("Validation loss minus GPT-2's")
+    left.set_title("Each rung against GPT-2 (below 0: better; band: the seeds' range)")
+    left.legend(fontsize=8, ncol=3)
     names = [r["name"] for r in rows]
     right.errorbar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o", capsize=4)
     right.set_xticks(range(len(rows)), names, rotation=45, ha="right")
@@ -235,7 +241,22 @@ def build_parser():
                    help="validation batches of the final loss (the table's)")
     p.add_argument("--out-dir", default="checkpoints/modern_ladder", help="checkpoints (and a non-default run's figure)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: physical cores)")
+    p.add_argument("--quick", action="store_true",
+                   help="a first look in about a minute on 2 cores: " + ", ".join(
+                       f"--{FLAGS.get(k, k).replace('_', '-')} {v}" for k, v in QUICK.items())
+                   + " (options given still win)")
     return p
+
+
+# --quick: what it changes (where the option was left at its default)
+QUICK = {"steps": 20, "seed_list": "1", "batch_size": 8, "context_length": 128, "eval_freq": 5, "final_batches": 4}
+FLAGS = {"seed_list": "seeds"}  # option names that differ from their dest
+
+
+def apply_quick(args, defaults) -> None:
+    for key, value in QUICK.items():
+        if getattr(args, key) == getattr(defaults, key):
+            setattr(args, key, seeds(value) if key == "seed_list" else value)
 
 
 def default_run(args) -> bool:
@@ -252,7 +273,10 @@ def check_args(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        apply_quick(args, parser.parse_args([]))
     with cli_errors():
         check_args(args)
         return run(args)

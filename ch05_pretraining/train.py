@@ -110,7 +110,7 @@ def add_model_options(p):
     model.add_argument("--sliding-window", type=positive_int,
                        help="keys a sliding layer sees (None: the preset's, at most half the context)")
     model.add_argument("--n-experts", type=positive_int, help="MoE families: experts per layer (None: the preset's)")
-    model.add_argument("--experts-per-token", type=positive_int, help="MoE families: experts per token")
+    model.add_argument("--n-experts-per-token", type=positive_int, help="MoE families: experts per token")
     model.add_argument("--init-from", metavar="FOLDER", default=None,
                        help="continue pretraining a Hugging Face model folder (Llama 3, Qwen3, Gemma 3, ...): its "
                             "config, weights and tokenizer.json")
@@ -239,10 +239,24 @@ def build_model_config(args, vocab_size):
     if arch != "gpt2" and args.book:
         raise UserInputError(f"--book runs the book's GPT-2 classes: --arch {arch} needs the fast path (leave --book out)")
     tie = {} if args.tie_weights is None else {"tie_weights": args.tie_weights}
-    return scaled_config(preset, arch, emb_dim=args.emb_dim, n_layers=args.n_layers, n_heads=args.n_heads,
-                         n_kv_heads=args.n_kv_heads, sliding_window=args.sliding_window, n_experts=args.n_experts,
-                         experts_per_token=args.experts_per_token, vocab_size=vocab_size,
-                         context_length=args.context_length, drop_rate=args.drop_rate, **tie)
+    cfg = scaled_config(preset, arch, emb_dim=args.emb_dim, n_layers=args.n_layers, n_heads=args.n_heads,
+                        n_kv_heads=args.n_kv_heads, sliding_window=args.sliding_window, n_experts=args.n_experts,
+                        n_experts_per_token=args.n_experts_per_token, vocab_size=vocab_size,
+                        context_length=args.context_length, drop_rate=args.drop_rate, **tie)
+    say_kv_heads(preset, cfg, args)
+    return cfg
+
+
+def say_kv_heads(preset, cfg, args) -> None:
+    """--n-heads without --n-kv-heads keeps the preset's query heads per kv head; where the new head count
+    cannot, one line says what was chosen."""
+    base = preset_values(preset)
+    if args.n_heads is None or args.n_kv_heads is not None or not base.get("n_kv_heads"):
+        return
+    group = base["n_heads"] // base["n_kv_heads"]
+    if cfg.n_heads // cfg.n_kv_heads != group:
+        print(f"note: {preset} has {group} query heads per kv head, which {cfg.n_heads} heads cannot keep: "
+              f"{cfg.n_kv_heads} kv heads ({cfg.n_heads // cfg.n_kv_heads} per kv head; --n-kv-heads chooses)")
 
 
 def check_outputs(args, out: Path, plot_path: Path, tokenizer) -> None:
@@ -267,7 +281,7 @@ def check_outputs(args, out: Path, plot_path: Path, tokenizer) -> None:
 def check_init_from(args, explicit) -> None:
     """--init-from: the folder decides the model, so the options that would decide it are refused."""
     deciding = [o for o in ("arch", "preset", "emb_dim", "n_layers", "n_heads", "n_kv_heads", "sliding_window",
-                            "n_experts", "experts_per_token", "tie_weights", "book") if o in explicit]
+                            "n_experts", "n_experts_per_token", "tie_weights", "book") if o in explicit]
     if deciding:
         flag = "--" + deciding[0].replace("_", "-")
         raise UserInputError(f"{flag} and --init-from: the folder's config.json decides the model; leave {flag} out")
@@ -360,25 +374,35 @@ def run(args, explicit=None, started=None):
         for line in changes:
             print(f"resume: {line}")
 
-    save, on_step = checkpoint_writers(args, model, optimizer, tokenizer, out, is_main)
+    stop = StopRequest()
+    save, on_step = checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop)
 
-    state, stopped, seconds, new_tokens = train_with_progress(
-        model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args, on_step,
-        is_main, clock)
-    with timed("final checkpoint"):
-        save(out, state)
+    try:
+        with stop.installed():  # from the first step to the final checkpoint, no Ctrl-C is left to the default
+            state, seconds, new_tokens = train_with_progress(
+                model_for_training, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
+                on_step, is_main, clock, stop)
+            with timed("final checkpoint"):
+                save(out, state)
+    except KeyboardInterrupt:  # a second Ctrl-C before the step ended: nothing is written
+        print(f"interrupted again: stopped at once without saving; {out} is as it was", file=sys.stderr)
+        raise SystemExit(130) from None
+    stopped = stop.requested  # a Ctrl-C during the final write stops the run too, once the file is whole
     if is_main:
         report_end(state, stopped, seconds, new_tokens, out, plot_path, settings, train_loader, tokens_per_step,
                    args, clock, timed)
     return state
 
 
-def checkpoint_writers(args, model, optimizer, tokenizer, out, is_main):
-    """``save(path, state)`` (gathering a sharded model's state on every rank, rank 0 writing) and the
-    ``on_step`` hook of --save-every and --keep-best."""
+def checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop):
+    """``save(path, state)`` (gathering a sharded model's state on every rank, rank 0 writing; Ctrl-C during
+    the write lets it finish: ``StopRequest.shielded``) and the ``on_step`` hook of --save-every and
+    --keep-best."""
     def save(path, state):
         model_state, optimizer_state = full_state(model, optimizer) if args.fsdp else (None, None)
-        if is_main:
+        if not is_main:
+            return
+        with stop.shielded(path):
             save_checkpoint(path, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
                             tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(),
                             rng=state.rng_now, run_options=vars(args), model_state=model_state,
@@ -515,10 +539,10 @@ def print_run_header(model, cfg, settings, device, world_size, data_path, train_
 
 
 def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
-                        on_step=None, is_main=True, clock=None):
-    """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop.
+                        on_step=None, is_main=True, clock=None, stop=None):
+    """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop (``stop.requested``).
 
-    Returns ``(state, stopped, seconds, tokens trained in this process)``.
+    Returns ``(state, seconds, tokens trained in this process)``.
     """
     progress = None
     if is_main and not args.no_progress and sys.stderr.isatty():
@@ -535,7 +559,7 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
     trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
                       tokenizer=tokenizer, log=log, progress=progress, on_step=on_step, is_main=is_main,
                       clock=clock)
-    stop = StopRequest()
+    stop = StopRequest() if stop is None else stop
     start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
     try:
         with stop.installed():
@@ -543,7 +567,7 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
     finally:
         if progress is not None:
             progress.close()
-    return state, stop.requested, time.perf_counter() - start_time, state.tokens_seen - start_tokens
+    return state, time.perf_counter() - start_time, state.tokens_seen - start_tokens
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 
 from ch02_text.cli import cli_errors
 from ch05_pretraining.checkpoint import read_checkpoint
+from cli_checks import fails_with_one_line
 from conftest import TINY, TINY_ARGS
 
 @pytest.fixture(scope="module")
@@ -23,17 +24,6 @@ def run_ckpt(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "run.pt"
     main(["--data", str(corpus), "--epochs", "1", "--out", str(out), *TINY_ARGS])
     return out
-
-
-def fails_with_one_line(capsys, main, argv, match):
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    err = captured.err.strip().splitlines()
-    assert info.value.code == 1, captured
-    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
-    return captured
 
 
 def token_file(tmp_path, ids, header_changes=None):
@@ -255,7 +245,7 @@ def session(tmp_path):
     (":tok", "usage: :tok TEXT"),
     (":set max_new_tokens abc", "max_new_tokens must be an integer, got 'abc'"),
     (":set temperature nan", "temperature must be a finite number >= 0"),
-    (":set top_k -2", "top_k must be a positive integer"),
+    (":set top_k -2", "top_k must be an integer >= 0 (0 = off)"),
     (":set colour blue", "unknown setting 'colour'"),
     (":set top_k", "usage: :set NAME VALUE"),
 ])

@@ -145,7 +145,7 @@ def test_generate_from_checkpoint_and_interactive(tiny_ckpt, capsys, monkeypatch
     (["--gpt2", "MISSING.safetensors"], "do not exist"),
     (["--checkpoint", "CKPT", "--temperature", "-1"], "argument --temperature: must be a number >= 0"),
     (["--checkpoint", "CKPT", "--temperature", "nan"], "argument --temperature: must be a number >= 0"),
-    (["--checkpoint", "CKPT", "--top-k", "0"], "argument --top-k: must be a positive integer"),
+    (["--checkpoint", "CKPT", "--top-k", "-1"], "argument --top-k: must be an integer >= 0"),
     (["--checkpoint", "CKPT", "--top-p", "1.5"], "argument --top-p: must be a number in (0, 1]"),
     (["--checkpoint", "CKPT", "--prompt", ""], "zero tokens"),
     (["--checkpoint", "TRUNC"], "is damaged or not a PyTorch checkpoint"),
@@ -301,3 +301,50 @@ def test_masks_drawn_ahead_resume_and_accumulate_as_the_book(corpus, tmp_path, m
     monkeypatch.setattr(train_module, "use_prefetched_dropout", lambda model: None)
     plain = train([*args, "--epochs", "2", "--out", str(tmp_path / "plain.pt")])
     assert (plain.train_losses, plain.val_losses) == (whole.train_losses, whole.val_losses)
+
+
+def test_ctrl_c_twice_while_the_checkpoint_is_written_lets_it_finish(corpus, tmp_path, monkeypatch, capsys):
+    """Two Ctrl-C during the final write: the write finishes (said in one line), exit 130, no traceback, the
+    checkpoint whole and resumable, no temporary file."""
+    import ch05_pretraining.train as train_cli
+
+    real_save = train_cli.save_checkpoint
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train_cli, "save_checkpoint", interrupted_save)
+    out = tmp_path / "run.pt"
+    with pytest.raises(SystemExit) as info:
+        train_cli.main(["--data", str(corpus), "--max-steps", "2", "--out", str(out), *TINY_ARGS])
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "Traceback" not in err
+    assert f"finishing the checkpoint {out} first" in err and err.count("finishing the checkpoint") == 1
+    assert read_checkpoint(out)["trainer_state"]["global_step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]  # no temporary file, no plot
+
+
+def test_ctrl_c_twice_in_a_row_during_training_exits_130_without_a_traceback(corpus, tmp_path):
+    """Two Ctrl-C a few milliseconds apart in a running training process: exit 130, no traceback, and the
+    checkpoint is either whole or, if the second one came before the write, the earlier one as it was."""
+    import time
+
+    out = tmp_path / "int.pt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ch05_pretraining.train", "--data", str(corpus), "--epochs", "50",
+         "--save-every", "3", "--out", str(out), *TINY_ARGS], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("Ep 1 (Step 000008)"):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.03)
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "saved a resumable checkpoint" in err or "stopped at once without saving" in err, err
+    assert read_checkpoint(out)["trainer_state"]["global_step"] >= 2  # the --save-every one at least
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -24,24 +23,12 @@ from ch04_gpt.config import model_config
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.baselines import build_rung
 from ch05_pretraining.checkpoint import save_checkpoint
-from ch05_pretraining.engine.explorer import Explorer, make_server
+from ch05_pretraining.engine.explorer import Explorer
 from ch05_pretraining.generate import main as generate_main
 from ch05_pretraining.sampling import next_token_probs
+from explorer_site import CONTEXT, TEXT, serve, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT = "to be or not to be, that is the question: whether 'tis nobler in the mind to suffer\n" * 4
-CONTEXT = 24
-
-
-def tiny_model(tok, seed=0):
-    torch.manual_seed(seed)
-    cfg = model_config("gpt2-small", vocab_size=tok.n_vocab, context_length=CONTEXT, emb_dim=64, n_heads=4,
-                       n_layers=3, drop_rate=0.0)
-    model = GPTModel(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():  # larger than GPT-2's init: peaked, varied attention
-            p.normal_(0.0, 0.3)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +41,6 @@ def checkpoint(tok, tmp_path_factory):
     path = tmp_path_factory.mktemp("explore") / "model.pt"
     save_checkpoint(path, tiny_model(tok), tokenizer=tokenizer_to_dict(tok), run_options={"start_context": "to be"})
     return path
-
-
-def serve(explorer):
-    server = make_server(explorer, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture(scope="module")

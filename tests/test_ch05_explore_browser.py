@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import STRICT
-from test_ch05_explore import CONTEXT, TEXT, serve, tiny_model
+from explorer_site import CONTEXT, TEXT, serve, tiny_model
 
 from ch02_text.tokenizer_choice import choose_tokenizer, tokenizer_to_dict
 from ch05_pretraining.checkpoint import save_checkpoint

@@ -17,7 +17,7 @@ def train(argv):
 
 
 def family_args(arch, corpus, out):
-    moe = ["--n-experts", "4", "--experts-per-token", "2"] if FAMILIES[arch].get("ff") == "moe" else []
+    moe = ["--n-experts", "4", "--n-experts-per-token", "2"] if FAMILIES[arch].get("ff") == "moe" else []
     return ["--data", str(corpus), "--arch", arch, "--tokenizer", "char", "--n-layers", "2", "--emb-dim", "32",
             "--n-heads", "4", "--context-length", "32", "--batch-size", "4", "--eval-freq", "7", "--eval-iter", "2",
             "--lr", "3e-3", "--no-progress", "--start-context", "I had", "--out", str(out), *moe]
@@ -87,3 +87,15 @@ def test_every_family_starts_where_a_language_model_starts(arch, corpus, tmp_pat
     state = train([*family_args(arch, corpus, tmp_path / "m.pt"), "--max-steps", "1", "--lr", "1e-6"])
     vocab = read_checkpoint(tmp_path / "m.pt")["config"]["vocab_size"]
     assert abs(state.train_losses[0] - math.log(vocab)) < 0.5, (state.train_losses[0], vocab)
+
+
+def test_n_heads_that_cannot_keep_the_kv_ratio_say_what_was_chosen(corpus, tmp_path, capsys):
+    """qwen3-30b-a3b has 8 query heads per kv head; 4 heads cannot keep it: 1 kv head, said in one line. Llama's
+    4 per kv head fit 4 heads: nothing to say."""
+    train([*family_args("qwen3-moe", corpus, tmp_path / "m.pt"), "--max-steps", "1"])
+    out = capsys.readouterr().out
+    assert "note: qwen3-30b-a3b has 8 query heads per kv head, which 4 heads cannot keep: 1 kv heads" in out
+    assert "4 heads (1 kv)" in out
+    train([*family_args("llama", corpus, tmp_path / "l.pt"), "--max-steps", "1"])
+    out = capsys.readouterr().out
+    assert "note:" not in out and "4 heads (1 kv)" in out

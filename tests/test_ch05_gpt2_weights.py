@@ -169,3 +169,18 @@ def test_exported_folder_loads_in_transformers_when_installed(tmp_path, tied):
     torch.testing.assert_close(hf(idx).logits, ours(idx), atol=1e-4, rtol=1e-4)
     hf.save_pretrained(tmp_path / "saved")  # and back: transformers' own folder, config.json included
     torch.testing.assert_close(load_gpt2_safetensors(tmp_path / "saved")(idx), ours(idx), atol=1e-4, rtol=1e-4)
+
+
+def test_a_truncated_file_is_one_line_before_any_tensor_is_read(tmp_path, capsys):
+    """An interrupted download: generate --gpt2 says the file is cut short (no buffer-length traceback)."""
+    from ch05_pretraining.generate import main as generate
+
+    save_file(hf_tensors(), str(tmp_path / "full.safetensors"))
+    data = (tmp_path / "full.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(CheckpointError, match=r"is truncated \([\d,]+ of [\d,]+ bytes\): download it again"):
+        load_gpt2_safetensors(tmp_path / "cut.safetensors", n_heads=H)
+    with pytest.raises(SystemExit) as info:
+        generate(["--gpt2", str(tmp_path / "cut.safetensors"), "--n-heads", str(H), "--prompt", "hi"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 1 and len(err) == 1 and "is truncated" in err[0], err

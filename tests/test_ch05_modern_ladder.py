@@ -75,3 +75,13 @@ def test_bad_options_are_one_line(argv, match, tmp_path, capsys):
 
 def test_help_lists_the_rungs():
     assert "+qknorm" in build_parser().format_help()
+
+
+def test_quick_sets_its_values_where_no_option_was_given():
+    from ch05_pretraining.modern_ladder import QUICK, apply_quick
+
+    parser = build_parser()
+    args = parser.parse_args(["--quick", "--steps", "7"])
+    apply_quick(args, parser.parse_args([]))
+    assert args.steps == 7 and args.seed_list == [123] and args.context_length == QUICK["context_length"]
+    assert args.batch_size == QUICK["batch_size"] and args.final_batches == QUICK["final_batches"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import TINY_ARGS
-from test_ch05_bad_input import fails_with_one_line
+from cli_checks import fails_with_one_line
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -12,7 +12,8 @@ from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import load_checkpoint, save_checkpoint
 from ch05_pretraining.engine.trainer import set_rng_state
 from ch05_pretraining.loss import calc_loss_batch, calc_loss_loader
-from ch05_pretraining.engine.trainer import Trainer, TrainSettings, TrainState, lr_at
+from ch05_pretraining.engine.schedule import lr_at
+from ch05_pretraining.engine.trainer import Trainer, TrainSettings, TrainState
 from ch05_pretraining.book_loop import train_model_simple
 from conftest import TINY as BASE
 

@@ -112,9 +112,9 @@ class Explorer:
         heads = [getattr(m, "num_heads", 1) for m in self.layers]
         rung = getattr(self.model, "rung", None)
         return {"source": self.source, "model": type(self.model).__name__,
-                "family": rung["name"] if isinstance(rung, dict) else self.model.cfg["family"],
+                "family": rung["name"] if isinstance(rung, dict) else self.model.cfg.family,
                 "params": self.n_params, "dtype": str(self.dtype).removeprefix("torch."),
-                "vocab_size": self.model.cfg["vocab_size"], "n_vocab": self.tokenizer.n_vocab,
+                "vocab_size": self.model.cfg.vocab_size, "n_vocab": self.tokenizer.n_vocab,
                 "context_length": self.model.context_length, "n_layers": len(self.layers),
                 "n_heads": max(heads, default=0), "has_attention": bool(self.layers),
                 "default_prompt": self.default_prompt, "max_new_tokens": MAX_NEW_TOKENS,

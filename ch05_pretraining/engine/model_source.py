@@ -62,10 +62,15 @@ def load_model(checkpoint=None, gpt2=None, hf=None, tokenizer=None, n_heads=None
         model = load_gpt2_safetensors(gpt2, device=device)
         source = f"--gpt2 '{gpt2}'"
         tok = choose_tokenizer(tokenizer or "gpt2")
-    if model.cfg["vocab_size"] < tok.n_vocab:
+    if model.cfg.vocab_size < tok.n_vocab:
         raise CheckpointError(f"{source} has {model.cfg['vocab_size']:,} token embeddings but the tokenizer "
                               f"has {tok.n_vocab:,} ids: it was not trained with this tokenizer")
     return model.eval(), tok, encodable_prompt(prompt, tok)
+
+
+def load_model_of(args, device="cpu"):
+    """``load_model`` of the options ``add_source_arguments`` added (generate, explore)."""
+    return load_model(args.checkpoint, args.gpt2, args.hf, args.tokenizer, args.n_heads, device)
 
 
 def encodable_prompt(prompt: str, tok) -> str:

@@ -22,13 +22,14 @@ from .trainer import TrainState, set_rng_state
 
 # On --resume these must stay as saved: they decide the model, its tokenizer or the order of the data.
 FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "init_from", "arch", "preset", "context_length",
-                   "emb_dim", "n_layers", "n_heads", "n_kv_heads", "sliding_window", "n_experts", "experts_per_token",
+                   "emb_dim", "n_layers", "n_heads", "n_kv_heads", "sliding_window", "n_experts", "n_experts_per_token",
                    "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
                    "seed")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
 SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
                     "min_lr", "grad_clip", "eval_freq", "eval_iter", "start_context", "no_amp", "save_every",
                     "keep_best")
+RENAMED = {"experts_per_token": "n_experts_per_token"}  # options of earlier versions, by their name now
 CONFIG_OPTIONS = ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "tie_weights")
 
 
@@ -36,7 +37,7 @@ def merge_resume_options(options: dict, explicit: dict, ckpt: dict, path) -> tup
     """``(options, changes)``: the saved run's options where none was given (``explicit``: those given on the
     command line), changes to the model or the data order refused; ``changes`` the schedule changes, as lines
     to report."""
-    saved = ckpt.get("run_options") or {}
+    saved = {RENAMED.get(k, k): v for k, v in (ckpt.get("run_options") or {}).items()}
     cfg = ckpt["config"]  # what older checkpoints, without run_options, are checked against
     known = {k: cfg[k] for k in CONFIG_OPTIONS if k in cfg}
     if cfg:

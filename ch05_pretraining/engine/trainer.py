@@ -4,12 +4,11 @@ What this adds over the book's ``train_model_simple``: the same loop (same batch
 same RNG use, same printed lines in its book settings: tested equal) plus what real
 runs need: resuming mid-epoch bit for bit, learning-rate warmup + cosine decay,
 gradient clipping, gradient accumulation, bf16 autocast, a progress bar, a clean stop
-on Ctrl-C at the next step boundary, and optional DistributedDataParallel.
+on Ctrl-C at the next step boundary, and optional DistributedDataParallel. The schedule is in
+``schedule.py``, the small-model recipe of the ladders in ``recipe.py``.
 
->>> lr_at(0, 1e-3, warmup_steps=10)          # linear warmup from base_lr / warmup_steps
+>>> TrainSettings(lr=1e-3, warmup_steps=10, min_lr=1e-4).min_lr
 0.0001
->>> lr_at(9, 1e-3, warmup_steps=10), lr_at(10, 1e-3, warmup_steps=10, total_steps=20, min_lr=1e-4)
-(0.001, 0.001)
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import itertools
 import math
 import random
 import signal
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -32,19 +32,7 @@ from ..loss import calc_loss_batch, calc_loss_batch_by_rows, evaluate_in_passes,
 from ..previous_chapters import book_masks, dropout_generator
 from ..tokens import text_to_token_ids, token_ids_to_text
 from ..book_loop import format_eval_line
-
-
-def lr_at(step, base_lr, warmup_steps=0, total_steps=None, min_lr=None):
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``.
-
-    Without ``min_lr`` the rate stays at ``base_lr`` after warmup (the book's constant rate).
-    """
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    if min_lr is None or total_steps is None:
-        return base_lr
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+from .schedule import lr_at
 
 
 def make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=False, betas=(0.9, 0.999), decay="all"):
@@ -141,20 +129,31 @@ class TrainState:
 
 
 class StopRequest:
-    """Turns the first Ctrl-C into a request to stop at the next step boundary."""
+    """Turns the first Ctrl-C into a request to stop at the next step boundary, and a second one into a stop now;
+    while a checkpoint is written (``shielded``) every Ctrl-C is only a request, so the write always finishes:
+    the file is whole, the previous one replaced only then, and no temporary file is left."""
 
     def __init__(self):
         self.requested = False
+        self.writing = None  # the checkpoint being written
+        self.told = False
+
+    def handle(self, signum=None, frame=None):
+        if self.writing is not None:
+            self.requested = True
+            if not self.told:
+                self.told = True
+                print(f"Ctrl-C: finishing the checkpoint {self.writing} first (it takes a moment), then stopping",
+                      file=sys.stderr, flush=True)
+        elif self.requested:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        else:
+            self.requested = True
 
     @contextlib.contextmanager
     def installed(self):
-        def handler(signum, frame):
-            if self.requested:  # second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            self.requested = True
-
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = signal.signal(signal.SIGINT, self.handle)
         except ValueError:  # not in the main thread: no handler
             yield self
             return
@@ -162,6 +161,16 @@ class StopRequest:
             yield self
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def shielded(self, path):
+        """Ctrl-C while ``path`` is written: the write finishes (said once), then the run stops."""
+        self.writing = path
+        try:
+            with self.installed():
+                yield self
+        finally:
+            self.writing = None
 
 
 class PhaseClock:
