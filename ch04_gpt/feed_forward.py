@@ -70,6 +70,10 @@ class MixtureOfExperts(nn.Module):
         weights, chosen, logits = self.route(flat)
         self.router_logits = logits if self.training else None
         out = torch.zeros_like(flat)
+        if flat.shape[0] == 1:  # one token (a decoding step): its k experts in the same order, without gathers
+            for slot, e in sorted(enumerate(chosen[0].tolist()), key=lambda pair: pair[1]):
+                out.add_(self.experts[e](flat) * weights[:, slot, None])
+            return out.view(b, num_tokens, d)
         for e in torch.unique(chosen).tolist():
             token, slot = torch.where(chosen == e)
             out.index_add_(0, token, self.experts[e](flat[token]) * weights[token, slot, None])
