@@ -8,13 +8,17 @@ from ch02_text.option_types import positive_int
 BOOK_EPOCHS = 5
 
 
-def main(argv=None):
-    parser = chapter_parser(
-        "ch06_classification",
-        "Chapter 6 (fine-tuning for classification): the book's spam classifier. Balances and splits the SMS "
-        "Spam Collection, gives GPT-2 small (124M) a two-class head and fine-tunes its last block for 5 epochs, "
-        "then classifies two new texts. Saves image/ch06_loss.png and image/ch06_accuracy.png. Without GPT-2's "
-        "weights (data/gpt2-small-124M.safetensors) it starts from chapter 5's model or a fresh GPT-124M.")
+DESCRIPTION = (
+    "Chapter 6 (fine-tuning for classification): the book's spam classifier. Balances and splits the SMS "
+    "Spam Collection, gives GPT-2 small (124M) a two-class head and fine-tunes its last block for 5 epochs, "
+    "then classifies two new texts. Saves image/ch06_loss.png and image/ch06_accuracy.png. Without GPT-2's "
+    "weights (data/gpt2-small-124M.safetensors) it starts from chapter 5's model or a fresh GPT-124M.")
+
+
+def main(argv=None, walkthrough="ch06_classification.walkthrough", prog="ch06_classification",
+         description=DESCRIPTION):
+    """The chapter's walk-through (and appendix E's, ``lora.py``, with the same options)."""
+    parser = chapter_parser(prog, description)
     parser.add_argument("--epochs", type=positive_int, default=BOOK_EPOCHS,
                         help="training epochs (the book's 5); a shorter run's figures go to --out-dir")
     parser.add_argument("--max-steps", type=positive_int, default=None,
@@ -35,7 +39,7 @@ def main(argv=None):
         args.image_dir = args.out_dir  # a shorter run's figures must not replace the book's in image/
     with cli_errors():
         check_options(args)
-    return run_walkthrough("ch06_classification.walkthrough", args)
+    return run_walkthrough(walkthrough, args)
 
 
 def check_options(args) -> None:

@@ -19,10 +19,17 @@ cut to ``max_length``), which lets a batch stack them into one tensor.
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import Dataset
+from pathlib import Path
 
-from .spam_data import read_split_csv
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ch02_text.data_files import find_data_file
+
+from .previous_chapters import gpt2_tokenizer
+from .spam_data import (
+    DATA_FILE, create_balanced_dataset, encode_labels, random_split, read_sms_spam, read_split_csv, write_csv,
+)
 
 PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>
 
@@ -63,3 +70,22 @@ class SpamDataset(Dataset):
 
     def _longest_encoded_length(self):
         return max((len(encoded_text) for encoded_text in self.encoded_texts), default=0)
+
+
+def spam_datasets(out_dir, max_length=None):
+    """Listings 6.1-6.4 as the walk-through runs them: the balanced splits written to ``out_dir`` and read back
+    as three ``SpamDataset``; ``max_length`` None pads to the longest training text (the chapter's)."""
+    rows = encode_labels(create_balanced_dataset(read_sms_spam(find_data_file(DATA_FILE))))
+    csvs = [write_csv(part, Path(out_dir) / f"{name}.csv")
+            for part, name in zip(random_split(rows, 0.7, 0.1), ("train", "validation", "test"))]
+    tokenizer = gpt2_tokenizer()
+    train_dataset = SpamDataset(csvs[0], tokenizer, max_length=max_length)
+    return (train_dataset, *(SpamDataset(csv, tokenizer, max_length=train_dataset.max_length) for csv in csvs[1:]))
+
+
+def spam_loaders(datasets, batch_size=8):
+    """Listing 6.5's loaders: the training one shuffled and dropping its last partial batch."""
+    torch.manual_seed(123)
+    train_loader = DataLoader(datasets[0], batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
+    return (train_loader, *(DataLoader(d, batch_size=batch_size, num_workers=0, drop_last=False)
+                            for d in datasets[1:]))

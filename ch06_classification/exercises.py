@@ -23,23 +23,19 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from ch02_text.chapter_runner import run_exercises
 from ch02_text.cli import add_device_argument
-from ch02_text.data_files import find_data_file
 from ch02_text.hardware import pick_device
 from ch02_text.option_types import positive_int
 
 from .__main__ import BOOK_EPOCHS, check_options
 from .classifier import calc_accuracy_loader, to_classifier, train_classifier_simple
-from .dataset import SpamDataset
+from .dataset import spam_datasets, spam_loaders
 from .pretrained import GPT2_WEIGHTS, TINY_SIZES, check_fits, gpt2_weights_path, starting_model
-from .previous_chapters import DOWNLOAD_HINT, GPT_CONFIG_124M, gpt2_tokenizer
-from .spam_data import DATA_FILE, create_balanced_dataset, encode_labels, random_split, read_sms_spam, write_csv
+from .previous_chapters import DOWNLOAD_HINT, GPT_CONFIG_124M
 
 BOOK_CONFIG = {**GPT_CONFIG_124M, "drop_rate": 0.0, "qkv_bias": True}  # the walk-through's BASE_CONFIG
 SPLITS = ("Training", "Validation", "Test")
@@ -96,25 +92,6 @@ def pretrained_model(args, number):
               f"data/{GPT2_WEIGHTS} (or in $LLMS_DATA_DIR), or pass --tiny for a tiny fresh GPT")
         return None
     return starting_model(BOOK_CONFIG, path)
-
-
-def spam_datasets(out_dir, max_length=None):
-    """Listings 6.1-6.4 as the walk-through runs them: the balanced splits written to ``out_dir`` and read back
-    as three ``SpamDataset``; ``max_length`` None pads to the longest training text (the chapter's)."""
-    rows = encode_labels(create_balanced_dataset(read_sms_spam(find_data_file(DATA_FILE))))
-    csvs = [write_csv(part, Path(out_dir) / f"{name}.csv")
-            for part, name in zip(random_split(rows, 0.7, 0.1), ("train", "validation", "test"))]
-    tokenizer = gpt2_tokenizer()
-    train_dataset = SpamDataset(csvs[0], tokenizer, max_length=max_length)
-    return (train_dataset, *(SpamDataset(csv, tokenizer, max_length=train_dataset.max_length) for csv in csvs[1:]))
-
-
-def spam_loaders(datasets, batch_size=8):
-    """Listing 6.5's loaders: the training one shuffled and dropping its last partial batch."""
-    torch.manual_seed(123)
-    train_loader = DataLoader(datasets[0], batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
-    return (train_loader, *(DataLoader(d, batch_size=batch_size, num_workers=0, drop_last=False)
-                            for d in datasets[1:]))
 
 
 def fine_tune(args, model, datasets):
