@@ -32,12 +32,15 @@ class CheckpointError(UserInputError):
 
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,
-                    trainer_state=None, rng=None, run_options=None, model_state=None, optimizer_state=None) -> Path:
+                    trainer_state=None, rng=None, run_options=None, model_state=None, optimizer_state=None,
+                    classifier=None) -> Path:
     """Write a resumable checkpoint atomically; returns the path.
 
     ``run_options``: the command-line options of the run (plain values), so a resume can
     continue with them and refuse changes that would break it. ``model_state``/``optimizer_state``:
     states gathered already (a sharded model's, see engine/sharding.py) instead of the objects' own.
+    ``classifier``: for a model whose output head is a classification head (chapter 6), what it classifies
+    (class names, how texts are read); language-model loaders refuse such a checkpoint (``check_language_model``).
     """
     payload = {
         "format": FORMAT,
@@ -55,6 +58,8 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
         "trainer_state": trainer_state or {},
         "run_options": run_options or {},
     }
+    if classifier is not None:
+        payload["classifier"] = classifier
     path = Path(path)
     with atomic_writer(path, direct=True) as f, without_zip_checksums():  # streamed: no copy of ~2 GB in memory
         torch.save(payload, f)
@@ -181,7 +186,16 @@ def model_from_checkpoint(path, device="cpu"):
     return _build(ckpt, path, device), ckpt
 
 
+def check_language_model(ckpt, path) -> None:
+    """A classifier's checkpoint (chapter 6) has a class head, not the vocabulary's: it generates no text."""
+    if ckpt.get("classifier"):
+        classes = ", ".join(ckpt["classifier"].get("classes", []))
+        raise CheckpointError(f"checkpoint '{path}' is a text classifier ({classes}), not a language model: "
+                              f"classify texts with python -m ch06_classification.classify --checkpoint {path}")
+
+
 def _build(ckpt, path, device):
+    check_language_model(ckpt, path)
     config, legacy_rung = split_legacy_rung(ckpt["config"])
     model = build_rung(config, ckpt.get("rung") or legacy_rung)
     apply_checkpoint(ckpt, model, source=f"checkpoint '{path}'")

@@ -539,8 +539,9 @@ def print_run_header(model, cfg, settings, device, world_size, data_path, train_
 
 
 def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
-                        on_step=None, is_main=True, clock=None, stop=None):
-    """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop (``stop.requested``).
+                        on_step=None, is_main=True, clock=None, stop=None, task=None):
+    """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop (``stop.requested``);
+    ``task``: what is trained for (None: a language model; chapter 6 passes its classifier's).
 
     Returns ``(state, seconds, tokens trained in this process)``.
     """
@@ -558,7 +559,7 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
     log = progress.write if progress is not None else print if is_main else (lambda *_: None)
     trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
                       tokenizer=tokenizer, log=log, progress=progress, on_step=on_step, is_main=is_main,
-                      clock=clock)
+                      clock=clock, task=task)
     stop = StopRequest() if stop is None else stop
     start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
     try:

@@ -40,10 +40,11 @@ LABELS = {"ham": 0, "spam": 1}  # the book's .map({"ham": 0, "spam": 1})
 SEED = 123  # the book's random_state
 
 
-def read_sms_spam(path) -> list[tuple[str, str]]:
+def read_sms_spam(path, hint="give the SMS Spam Collection file as published") -> list[tuple[str, str]]:
     """The book's ``pd.read_csv(path, sep="\\t", header=None, names=["Label", "Text"])`` as ``(label, text)`` rows.
 
-    Blank lines are skipped (as pandas skips them); a line without exactly one tab outside quotes is an error.
+    Blank lines are skipped (as pandas skips them); a line without exactly one tab outside quotes is an error
+    (its message ends in ``hint``).
     """
     reader = csv.reader(io.StringIO(_read_utf8(path), newline=""), delimiter="\t")
     rows = []
@@ -52,7 +53,7 @@ def read_sms_spam(path) -> list[tuple[str, str]]:
             continue
         if len(row) != 2:
             raise UserInputError(f"'{path}' line {reader.line_num}: expected a label, a tab and a text, "
-                                 f"found {len(row)} fields: give the SMS Spam Collection file as published")
+                                 f"found {len(row)} fields: {hint}")
         rows.append((row[0], row[1]))
     return rows
 

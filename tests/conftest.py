@@ -126,13 +126,17 @@ def check_readme(package: str) -> None:
     assert len(refs) >= 10, refs
     for filename, name in refs:
         path = REPO_ROOT / package / filename
+        if not path.is_file() and "/" in filename:  # another chapter's file, named from the repository root
+            path, module_name = REPO_ROOT / filename, filename[:-3].replace("/", ".")
+        else:
+            module_name = f"{package}.{filename[:-3].replace('/', '.')}"
         assert path.is_file(), f"{package}/README.md names {filename}, which is not in {package}/"
         if name is None:
             continue
-        if filename == "walkthrough.py":  # it runs the whole chapter when imported: read its names instead
+        if filename.endswith("walkthrough.py"):  # it runs the whole chapter when imported: read its names instead
             assert name in defined_names(path), f"{package}/README.md names {filename}:{name}"
         else:
-            module = importlib.import_module(f"{package}.{filename[:-3].replace('/', '.')}")
+            module = importlib.import_module(module_name)
             assert hasattr(module, name), f"{package}/README.md names {filename}:{name}"
 
 
@@ -149,3 +153,14 @@ def defined_names(path) -> set[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
     return names
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and spare the shared cores (``pytest.mark.usefixtures``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,7 @@ from ch06_classification.previous_chapters import GPTModel
 from conftest import TINY
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is the fastest, and spares the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is the fastest (conftest)
 
 
 def tiny_classifier(seed=123, **sizes):

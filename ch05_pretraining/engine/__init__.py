@@ -6,6 +6,7 @@ The book's own modules stay one level up (``loss``, ``book_loop``, ``sampling``,
 
 - ``trainer``: the training engine (the book's loop, resumable, with accumulation, clipping, schedules,
   evaluation and per-phase timing).
+- ``task``: what the trainer trains for (a language model by default; chapter 6's classifier passes its own).
 - ``resume``: what ``--resume`` keeps, what it lets change, and the optimizer, RNG and progress it puts back.
 - ``runtime``: where training runs (bf16, threads, glibc's heap, joining a torchrun job).
 - ``sharding``: FSDP, parameters, gradients and AdamW state split over processes.

@@ -68,6 +68,21 @@ def load_model(checkpoint=None, gpt2=None, hf=None, tokenizer=None, n_heads=None
     return model.eval(), tok, encodable_prompt(prompt, tok)
 
 
+def load_model_path(path, tokenizer=None, device="cpu", n_heads=None):
+    """``load_model`` of one path, its kind read off the file: a folder with config.json is a Hugging Face
+    folder, a ``.safetensors`` file (or a folder holding only one) GPT-2's weights, anything else a checkpoint of
+    this project or a bare state dict (``--init-from`` of chapter 6's train)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError(f"'{path}' does not exist: give a checkpoint, a state dict (.pth), GPT-2's "
+                             "model.safetensors or a Hugging Face model folder")
+    if path.is_dir() and (path / "config.json").is_file():
+        return load_model(hf=path, tokenizer=tokenizer, device=device)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return load_model(gpt2=path, tokenizer=tokenizer, device=device)
+    return load_model(checkpoint=path, tokenizer=tokenizer, device=device, n_heads=n_heads)
+
+
 def load_model_of(args, device="cpu"):
     """``load_model`` of the options ``add_source_arguments`` added (generate, explore)."""
     return load_model(args.checkpoint, args.gpt2, args.hf, args.tokenizer, args.n_heads, device)

@@ -5,7 +5,8 @@ same RNG use, same printed lines in its book settings: tested equal) plus what r
 runs need: resuming mid-epoch bit for bit, learning-rate warmup + cosine decay,
 gradient clipping, gradient accumulation, bf16 autocast, a progress bar, a clean stop
 on Ctrl-C at the next step boundary, and optional DistributedDataParallel. The schedule is in
-``schedule.py``, the small-model recipe of the ladders in ``recipe.py``.
+``schedule.py``, the small-model recipe of the ladders in ``recipe.py``; what is trained for (the loss,
+the evaluation, the end of an epoch) is a ``task`` (``task.py``: a language model by default).
 
 >>> TrainSettings(lr=1e-3, warmup_steps=10, min_lr=1e-4).min_lr
 0.0001
@@ -26,13 +27,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ch02_text.errors import UserInputError
-from ch04_gpt.lookahead import Drafts, generate_greedy_lookahead
 
-from ..loss import calc_loss_batch, calc_loss_batch_by_rows, evaluate_in_passes, evaluate_model
 from ..previous_chapters import book_masks, dropout_generator
-from ..tokens import text_to_token_ids, token_ids_to_text
 from ..book_loop import format_eval_line
 from .schedule import lr_at
+from .task import LanguageModelTask, sample_text, training_drafts  # noqa: F401 - the samples: defined in task.py
 
 
 def make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=False, betas=(0.9, 0.999), decay="all"):
@@ -115,6 +114,7 @@ class TrainState:
     val_losses: list = field(default_factory=list)
     track_tokens_seen: list = field(default_factory=list)
     samples: list = field(default_factory=list)
+    epoch_metrics: list = field(default_factory=list)  # what a task records at each epoch's end (accuracies)
     rng_epoch_start: dict | None = None  # RNG just before the epoch's data iterator was made
     rng_now: dict | None = None  # RNG after the last completed step
     best_val_loss: float | None = None
@@ -220,29 +220,6 @@ class _NoClock:
         return contextlib.nullcontext()
 
 
-def sample_text(model, tokenizer, device, start_context, max_new_tokens, drafts=None):
-    """Greedy continuation of ``start_context`` (KV cache when the model has one, guessing ahead with
-    ``drafts``: the same tokens in fewer forward passes)."""
-    was_training = model.training
-    model.eval()
-    idx = text_to_token_ids(start_context, tokenizer).to(device)
-    ids = generate_greedy_lookahead(model, idx, max_new_tokens, model.context_length, drafts)
-    text = token_ids_to_text(ids, tokenizer)
-    model.train(was_training)
-    return text
-
-
-def training_drafts(loader, limit: int = 100_000) -> Drafts:
-    """Guesses for the per-epoch samples from the training windows (a model trained on them repeats them),
-    at most about ``limit`` tokens of them, spread over the data."""
-    dataset = loader.dataset
-    if len(dataset) == 0:
-        return Drafts()
-    length = len(dataset[0][0])
-    step = max(1, math.ceil(len(dataset) * length / limit))
-    return Drafts([dataset[i][0].tolist() for i in range(0, len(dataset), step)])
-
-
 def unwrap(model):
     """The GPTModel inside torch.compile (``_orig_mod``) and/or DistributedDataParallel (``module``)."""
     while True:
@@ -258,9 +235,10 @@ class Trainer:
     """Runs the book's loop with the extras in ``TrainSettings``; ``fit`` can resume a ``TrainState``."""
 
     def __init__(self, model, optimizer, train_loader, val_loader, device, settings: TrainSettings,
-                 tokenizer=None, log=print, progress=None, is_main=True, on_step=None, clock=None):
+                 tokenizer=None, log=print, progress=None, is_main=True, on_step=None, clock=None, task=None):
         """``on_step(state)`` runs after every optimizer step, when ``state`` is complete and
-        resumable (the CLI saves checkpoints there). ``clock``: a ``PhaseClock`` to time the phases."""
+        resumable (the CLI saves checkpoints there). ``clock``: a ``PhaseClock`` to time the phases.
+        ``task``: what is trained for (``task.py``; None: chapter 5's ``LanguageModelTask``)."""
         self.model, self.optimizer = model, optimizer
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.settings, self.tokenizer = torch.device(device), settings, tokenizer
@@ -269,7 +247,7 @@ class Trainer:
         self.dropout_generator = dropout_generator(self.raw_model)  # its state is part of the RNG snapshots
         self.book_masks = book_masks(self.raw_model)  # the book's dropout masks, drawn before each forward pass
         self.clock = clock or _NoClock()
-        self.drafts = None  # guesses for the per-epoch samples (training_drafts), built at the first one
+        self.task = task or LanguageModelTask()
         self.steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
         self.total_steps = settings.max_steps or self.steps_per_epoch * settings.epochs
 
@@ -310,10 +288,7 @@ class Trainer:
         """
         masks_ahead = self.book_masks.ahead(tuple(input_batch.shape)) if self.book_masks else contextlib.nullcontext()
         with self.autocast(), masks_ahead:
-            if self.settings.loss_by_rows:  # its gradient made in the forward pass, for this backward pass
-                loss = calc_loss_batch_by_rows(input_batch, target_batch, self.model, self.device, 1 / group_size)
-            else:
-                loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+            loss = self.task.loss(self, input_batch, target_batch, group_size)
         total = loss
         aux = self.raw_model.router_aux_loss() if hasattr(self.raw_model, "router_aux_loss") else None
         if aux is not None:  # mixture of experts: the load-balancing loss trains the routers
@@ -333,15 +308,8 @@ class Trainer:
         state.global_step += 1
 
     def _evaluate(self, state: TrainState, epoch: int):
-        s = self.settings
         with self.autocast(), self.no_autograd():
-            if s.eval_pass_tokens:
-                train_loss, val_loss = evaluate_in_passes(self.raw_model, self.train_loader, self.val_loader,
-                                                          self.device, s.eval_iter, s.eval_pass_tokens)
-            else:
-                train_loss, val_loss = evaluate_model(
-                    self.raw_model, self.train_loader, self.val_loader, self.device, s.eval_iter,
-                    calc_loss_batch_by_rows if s.loss_by_rows else calc_loss_batch)
+            train_loss, val_loss = self.task.evaluate(self)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             both = torch.tensor([train_loss, val_loss], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(both)  # mean over processes
@@ -393,9 +361,10 @@ class Trainer:
                     self.backward(input_batch, target_batch, group_size)
                 micro += 1
                 state.batch_in_epoch += 1
-                state.tokens_seen += input_batch.numel()
+                tokens = math.prod(input_batch.shape[:2])  # (batch, tokens, ...): a task's inputs may be vectors
+                state.tokens_seen += tokens
                 if self.progress is not None:
-                    self.progress.update(input_batch.numel())
+                    self.progress.update(tokens)
                 if micro < group_size:
                     continue
                 micro = 0
@@ -412,14 +381,7 @@ class Trainer:
                 if budget_spent or (stop is not None and stop.requested) or (
                         stop_after_steps is not None and state.global_step + 1 >= stop_after_steps):
                     return state
-            if self.tokenizer is not None and self.is_main and s.sample_tokens > 0:
-                with clock.phase("per-epoch samples"):
-                    if self.drafts is None:
-                        self.drafts = training_drafts(self.train_loader)
-                    text = sample_text(self.raw_model, self.tokenizer, self.device, s.start_context, s.sample_tokens,
-                                       self.drafts)
-                state.samples.append(text)
-                self.log(text.replace("\n", " "))
+            self.task.end_of_epoch(self, state)
             state.epoch, state.batch_in_epoch = epoch + 1, 0
             state.rng_now = rng_state(self.dropout_generator)
         return state

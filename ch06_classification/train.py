@@ -1,0 +1,349 @@
+"""python -m ch06_classification.train: fine-tune any model of this project into a text classifier.
+
+Unlike ``python -m ch06_classification`` (the chapter's walk-through, listing by listing): a command line for
+the reader's own data and models, through chapter 5's training engine (progress bar, bf16 autocast where the
+processor has it, Ctrl-C saves a checkpoint and exits 130, atomic checkpoints). By default it is fast: the
+frozen blocks run once per text and only the trainable tail trains (``tail.py``); --book runs the book's own
+functions at the book's settings instead and prints the book's values.
+
+    python -m ch06_classification.train --init-from data/gpt2-small-124M.safetensors     # the SMS Spam Collection
+    python -m ch06_classification.train --book --init-from data/gpt2-small-124M.safetensors
+    python -m ch06_classification.train --data reviews.csv --init-from models/Qwen3-0.6B --token mean \\
+        --trainable last-2-blocks --balance --out checkpoints/reviews.pt
+
+--data reads TSV (label<TAB>text), CSV with a header naming text and label, or JSON lines
+({"text": ..., "label": ...}); the classes are the labels found, sorted by name (or --classes, in its order).
+--init-from takes a checkpoint of this project, a bare state dict (chapter 5's model.pth), GPT-2's
+model.safetensors or a Hugging Face model folder; texts are padded with the tokenizer's pad token, else its
+end-of-text token. The end prints the test accuracy, each class's precision, recall and F1, and the confusion
+matrix; classify texts with python -m ch06_classification.classify --checkpoint OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ch02_text.cli import CliParser, add_device_argument, cli_errors
+from ch02_text.data_files import find_data_file
+from ch02_text.errors import UserInputError
+from ch02_text.hardware import pick_device
+from ch02_text.option_types import positive_float, positive_int, unit_interval
+from ch02_text.safe_files import check_writable
+from ch02_text.seeds import set_seed
+from ch05_pretraining.checkpoint import save_checkpoint
+from ch05_pretraining.engine.model_source import load_model_path
+from ch05_pretraining.engine.runtime import Runtime
+from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
+from ch05_pretraining.previous_chapters import tokenizer_to_dict
+from ch05_pretraining.train import explicit_options, train_with_progress
+
+from .labelled_data import LabelledTexts, balance, class_names, encode, read_labelled
+from .metrics import classification_report
+from .pretrained import GPT2_WEIGHTS, gpt2_weights_path
+from .previous_chapters import GPTModel
+from .spam_data import DATA_FILE, format_counts, random_split, read_sms_spam, value_counts
+from .tail import TOKEN_RULES, TRAINABLE, BookTask, CachedTexts, EpochSteps, TailTask, cache_hidden, \
+    first_trained, make_classifier
+
+DEFAULT_OUT = "checkpoints/classifier.pt"
+BOOK = {"trainable": "last-block", "token": "last", "batch_size": 8, "lr": 5e-5, "eval_freq": 50, "eval_iter": 5,
+        "seed": 123, "val_fraction": 0.1, "test_fraction": 0.2}  # --book's settings (and the defaults)
+BOOK_ONLY_DEFAULTS = ("data", "val_file", "test_file", "classes", "max_length", "no_amp")  # --book refuses these
+
+
+def build_parser():
+    p = CliParser(prog="python -m ch06_classification.train", description=__doc__)
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default=None, help="labelled texts: .csv (header with text and label), .jsonl / "
+                      ".json (JSON lines) or else TSV (label<TAB>text) (None: the SMS Spam Collection, balanced "
+                      "and split as the book)")
+    data.add_argument("--classes", default=None,
+                      help="comma-separated class names in this order (None: the labels found, sorted by name)")
+    data.add_argument("--val-fraction", type=unit_interval, default=BOOK["val_fraction"],
+                      help="share of --data for validation (unless --val-file)")
+    data.add_argument("--test-fraction", type=unit_interval, default=BOOK["test_fraction"],
+                      help="share of --data for the test (unless --test-file)")
+    data.add_argument("--val-file", default=None, help="validation texts in a file of their own")
+    data.add_argument("--test-file", default=None, help="test texts in a file of their own")
+    data.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
+                      help="undersample every class to the smallest one's count, as the book (None: yes for the "
+                           "SMS Spam Collection, no for --data)")
+    data.add_argument("--max-length", type=positive_int, default=None,
+                      help="tokens per text; longer ones are cut (None: the longest training text, at most the "
+                           "model's context)")
+    model = p.add_argument_group("model")
+    model.add_argument("--init-from", default=None,
+                       help=f"checkpoint, state dict (.pth), GPT-2 .safetensors or Hugging Face folder (None: "
+                            f"data/{GPT2_WEIGHTS})")
+    model.add_argument("--n-heads", type=positive_int, default=None,
+                       help="head count of a bare state dict whose width is not a GPT-2 preset's")
+    model.add_argument("--trainable", choices=TRAINABLE, default=BOOK["trainable"],
+                       help="what trains: the head; the last block, final norm and head (the book's); the last "
+                            "two blocks too; everything")
+    model.add_argument("--token", choices=TOKEN_RULES, default=BOOK["token"],
+                       help="the position a class is read from: the last (the book's, usually a pad), each "
+                            "text's last real token, or the mean over its real tokens")
+    opt = p.add_argument_group("training")
+    opt.add_argument("--epochs", type=positive_int, default=5, help="epochs (the book's 5)")
+    opt.add_argument("--max-steps", type=positive_int, default=None,
+                     help="each epoch ends after this many steps, as if its data ended there (None: all batches)")
+    opt.add_argument("--lr", type=positive_float, default=BOOK["lr"], help="AdamW learning rate (weight decay 0.1)")
+    opt.add_argument("--batch-size", type=positive_int, default=BOOK["batch_size"], help="texts per step")
+    opt.add_argument("--seed", type=int, default=BOOK["seed"], help="seed of the head, the data order and --balance")
+    opt.add_argument("--eval-freq", type=positive_int, default=BOOK["eval_freq"], help="evaluate every N steps")
+    opt.add_argument("--eval-iter", type=positive_int, default=BOOK["eval_iter"], help="batches per evaluation")
+    run = p.add_argument_group("run")
+    run.add_argument("--out", default=DEFAULT_OUT, help="the classifier's checkpoint")
+    run.add_argument("--book", action="store_true",
+                     help="the book's functions and settings exactly (fp32, every block run at every step): the "
+                          "book's printed values")
+    run.add_argument("--no-amp", action="store_true", help="no bf16 autocast on the fast path")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    add_device_argument(run)
+    return p
+
+
+def check_book(args, explicit) -> None:
+    """--book runs the book's settings: an option that contradicts them is refused."""
+    if not args.book:
+        return
+    for name in BOOK_ONLY_DEFAULTS:
+        if explicit.get(name) not in (None, False):
+            flag = "--" + name.replace("_", "-")
+            raise UserInputError(f"--book runs the book's data and settings; {flag} changes them: leave {flag} or "
+                                 "--book out")
+    for name, value in BOOK.items():
+        if name in explicit and explicit[name] != value:
+            flag = "--" + name.replace("_", "-")
+            raise UserInputError(f"--book runs the book's {flag} {value}, not {explicit[name]}: leave {flag} or "
+                                 "--book out")
+    if explicit.get("balance") is False:
+        raise UserInputError("--book balances the data as the book: leave --no-balance or --book out")
+
+
+# -- data ------------------------------------------------------------------------------------------
+def load_rows(args):
+    """``(classes, train, validation, test)`` rows with class indices, printing the counts as the book does."""
+    if args.data is None:
+        rows = read_sms_spam(find_data_file(DATA_FILE))
+        source = DATA_FILE
+    else:
+        rows = read_labelled(args.data)
+        source = f"--data '{args.data}'"
+    classes = class_names(rows, args.classes.split(",") if args.classes else None, source)
+    print(format_counts(value_counts(rows)))
+    if args.balance if args.balance is not None else args.data is None:
+        rows = balance(rows, classes, args.seed)  # listing 6.2 (create_balanced_dataset for ham and spam)
+        print(format_counts(value_counts(rows)))
+    rows = encode(rows, classes)
+    val_share = 0.0 if args.val_file else args.val_fraction
+    test_share = 0.0 if args.test_file else args.test_fraction
+    if val_share + test_share >= 1:
+        raise UserInputError(f"--val-fraction {val_share} and --test-fraction {test_share} leave nothing to "
+                             "train on: make their sum smaller than 1")
+    train, val, test = random_split(rows, round(1 - val_share - test_share, 12), val_share, args.seed)
+    val = _file_rows(args.val_file, classes, "--val-file") if args.val_file else val
+    test = _file_rows(args.test_file, classes, "--test-file") if args.test_file else test
+    print(f"{len(train)} training, {len(val)} validation and {len(test)} test texts")
+    for split, name in ((train, "training"), (val, "validation"), (test, "test")):
+        if not split:
+            raise UserInputError(f"the {name} split is empty: use more data or other --val-fraction/--test-fraction")
+    return classes, train, val, test
+
+
+def _file_rows(path, classes, flag):
+    rows = read_labelled(path)
+    class_names(rows + [(name, "") for name in classes], classes, flag)  # every label one of the classes
+    return encode(rows, classes)
+
+
+def pad_id(tokenizer) -> int:
+    """The tokenizer's own pad token, else its end-of-text token."""
+    config = getattr(tokenizer, "config", {}) or {}
+    pad = config.get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    found = tokenizer.token_id(pad) if pad and hasattr(tokenizer, "token_id") else None
+    found = found if found is not None else getattr(tokenizer, "eot_token", None)
+    if found is None:
+        raise UserInputError("the model's tokenizer has neither a pad nor an end-of-text token to pad texts with: "
+                             "start from a model whose tokenizer has one")
+    return found
+
+
+def make_texts(train, val, test, tokenizer, pad, max_length, context_length):
+    """The three ``LabelledTexts``, cut to ``max_length`` (None: the longest training text, at most the
+    model's context); how many texts were cut is said in one line."""
+    if max_length is not None and max_length > context_length:
+        raise UserInputError(f"--max-length {max_length} exceeds the model's context of {context_length} tokens: "
+                             f"give at most {context_length}")
+    train_texts = LabelledTexts(train, tokenizer, pad, max_length)
+    if train_texts.max_length > context_length:
+        train_texts = LabelledTexts(train, tokenizer, pad, context_length)
+    length = train_texts.max_length
+    texts = [train_texts, LabelledTexts(val, tokenizer, pad, length), LabelledTexts(test, tokenizer, pad, length)]
+    print(f"max length: {length} tokens")
+    cut = sum(t.truncated for t in texts)
+    if cut:
+        print(f"{cut} texts longer than {length} tokens were cut to {length}")
+    return texts
+
+
+class BookTexts(Dataset):
+    """``LabelledTexts`` as the book's ``SpamDataset`` yields them: ``(ids, label)``."""
+
+    def __init__(self, texts):
+        self.texts = texts
+
+    def __getitem__(self, index):
+        return self.texts.ids[index], self.texts.labels[index]
+
+    def __len__(self):
+        return len(self.texts)
+
+
+def make_loaders(datasets, batch_size, seed):
+    """Listing 6.5's loaders: the training one shuffled with drop_last, the others in order."""
+    torch.manual_seed(seed)
+    train, val, test = datasets
+    loaders = (DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True),
+               DataLoader(val, batch_size=batch_size, drop_last=False),
+               DataLoader(test, batch_size=batch_size, drop_last=False))
+    if len(loaders[0]) == 0:
+        raise UserInputError(f"the training split has {len(train)} texts, fewer than one batch of {batch_size}: "
+                             "lower --batch-size or use more data")
+    return loaders
+
+
+# -- model -----------------------------------------------------------------------------------------
+def load_start(args, device):
+    """The model to fine-tune (dropout off, the book's or the fast layers) and its tokenizer."""
+    path = args.init_from or gpt2_weights_path()
+    if path is None:
+        raise UserInputError(f"no model to start from: give --init-from (a checkpoint, a state dict, GPT-2's "
+                             f"model.safetensors or a Hugging Face folder) or place data/{GPT2_WEIGHTS}")
+    loaded, tokenizer, _ = load_model_path(path, device="cpu", n_heads=args.n_heads)
+    impl = "book" if args.book else "fast"
+    if args.book and loaded.cfg.family != "gpt2":
+        raise UserInputError(f"--book runs the book's GPT-2 classes; '{path}' is a {loaded.cfg.family} model: "
+                             "leave --book out")
+    model = GPTModel(loaded.cfg.replace(drop_rate=0.0), impl=impl)
+    model.load_state_dict(loaded.float().state_dict())
+    return model.to(device).eval(), tokenizer, path
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
+    with cli_errors():
+        return run(args, explicit)
+
+
+def run(args, explicit):
+    check_book(args, explicit)
+    device = pick_device(args.device)
+    out = Path(args.out)
+    check_writable(out, "--out")
+    classes, train, val, test = load_rows(args)
+    model, tokenizer, start_path = load_start(args, device)
+    pad = pad_id(tokenizer)
+    texts = make_texts(train, val, test, tokenizer, pad, args.max_length, model.context_length)
+    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
+    runtime.apply(device)
+    settings = TrainSettings(epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
+                             amp_dtype=runtime.amp_dtype, sample_tokens=0)
+    torch.manual_seed(args.seed)  # the book seeds the new head
+    model = make_classifier(model, len(classes), args.trainable)
+    print(f"model: {start_path}, {model.impl} layers, {args.trainable} trainable, class read off the "
+          f"{args.token} token, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}")
+    task, loaders = make_task(args, model, texts, device, settings)
+    before_training(task, model, loaders, device, settings, args.seed)
+    set_seed(args.seed)  # the book seeds again before training
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1) if args.book
+                 else make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw))
+    state = train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out,
+                           {"classes": classes, "token": args.token, "max_length": texts[0].max_length,
+                            "pad_id": pad, "trainable": args.trainable})
+    after_training(task, model, loaders, device, settings, classes)
+    print(f"saved the classifier to {out} (python -m ch06_classification.classify --checkpoint {out} \"text\")")
+    return state
+
+
+def make_task(args, model, texts, device, settings):
+    """The task and its (train, validation, test) loaders: the book's batches of ids, or cached hidden states
+    (token ids when everything trains)."""
+    if args.book:
+        loaders = make_loaders([BookTexts(t) for t in texts], args.batch_size, args.seed)
+        return BookTask(loaders[0], loaders[1]), loaders
+    first = first_trained(model, args.trainable)
+    cached = args.trainable != "all"
+    datasets = ([CachedTexts(cache_hidden(model, t, first, device, lambda: _autocast(settings, device)), t)
+                 for t in texts] if cached else texts)
+    loaders = make_loaders(datasets, args.batch_size, args.seed)
+    return TailTask(loaders[0], loaders[1], args.token, first, cached), loaders
+
+
+def _autocast(settings, device):
+    """The training's autocast (bf16 where the runtime chose it), for the work done outside the trainer."""
+    return torch.autocast(device.type, dtype=settings.amp_dtype, enabled=settings.amp_dtype is not None)
+
+
+def before_training(task, model, loaders, device, settings, seed):
+    """The book's accuracies (10 batches) and losses (5 batches) before fine-tuning."""
+    torch.manual_seed(seed)  # as the book, before its first evaluation
+    with _autocast(settings, device):
+        accuracies = [task.accuracy(model, loader, device, num_batches=10) for loader in loaders]
+        model.eval()
+        with torch.no_grad():
+            losses = [task.mean_loss(model, loader, 5, device) for loader in loaders]
+    for name, accuracy in zip(("Training", "Validation", "Test"), accuracies):
+        print(f"{name} accuracy: {accuracy*100:.2f}%")
+    for name, loss in zip(("Training", "Validation", "Test"), losses):
+        print(f"{name} loss: {loss:.3f}")
+
+
+def train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, classifier):
+    """Chapter 5's trainer with the classifier's task; the checkpoint written atomically at the end, or at a
+    Ctrl-C (exit 130)."""
+    progress_args = argparse.Namespace(no_progress=args.no_progress, batch_size=args.batch_size,
+                                       context_length=classifier["max_length"])
+    stop = StopRequest()
+
+    def save(state):
+        with stop.shielded(out):
+            save_checkpoint(out, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
+                            tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(),
+                            rng=state.rng_now, run_options=vars(args), classifier=classifier)
+
+    try:
+        with stop.installed():
+            state, seconds, _ = train_with_progress(model, optimizer, EpochSteps(loaders[0], args.max_steps),
+                                                    loaders[1], device, settings, None, None, progress_args,
+                                                    stop=stop, task=task)
+            save(state)
+    except KeyboardInterrupt:
+        print(f"interrupted again: stopped at once without saving; {out} is as it was", file=sys.stderr)
+        raise SystemExit(130) from None
+    if stop.requested:
+        print(f"interrupted: saved the classifier as trained so far to {out}", file=sys.stderr)
+        raise SystemExit(130)
+    print(f"Training completed in {seconds / 60:.2f} minutes.")
+    return state
+
+
+def after_training(task, model, loaders, device, settings, classes):
+    """The book's final accuracies over whole loaders, then the test set's per-class report."""
+    with _autocast(settings, device):
+        for name, loader in zip(("Training", "Validation", "Test"), loaders):
+            print(f"{name} accuracy: {task.accuracy(model, loader, device)*100:.2f}%")
+        predicted, true = task.predictions(model, loaders[2], device)
+    print(classification_report(predicted.tolist(), true.tolist(), classes))
+
+
+if __name__ == "__main__":
+    main()
