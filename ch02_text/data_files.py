@@ -38,6 +38,11 @@ DATA_URLS = {
     "gpt2/encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
     # chapter 6's SMS spam data: served in a zip archive, of which the file of that name is kept
     "SMSSpamCollection": "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+    # chapter 7's instruction data (1,100 instruction-response pairs)
+    "instruction-data.json": (
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+        "ch07/01_main-chapter-code/instruction-data.json"
+    ),
 }
 
 

@@ -48,9 +48,10 @@ class StartingModel:
         return self.source == "gpt2"
 
 
-def gpt2_weights_path(option=None) -> Path | None:
-    """``--gpt2-weights`` if given, else ``data/gpt2-small-124M.safetensors`` where found (None: nowhere)."""
-    return Path(option) if option else find_local_data_file(GPT2_WEIGHTS)
+def gpt2_weights_path(option=None, name=GPT2_WEIGHTS) -> Path | None:
+    """``--gpt2-weights`` if given, else ``data/<name>`` where found (None: nowhere); ``name``: GPT-2 small's
+    ``gpt2-small-124M.safetensors`` here, chapter 7 asks for ``gpt2-medium-355M.safetensors``."""
+    return Path(option) if option else find_local_data_file(name)
 
 
 def starting_model(base_config, gpt2_path=None, ch05_path=None, device="cpu", n_heads=None) -> StartingModel:
