@@ -2,6 +2,7 @@
 
     python -m bench.attention_speed            # (8, 1024, 768), 12 heads, CPU
     python -m bench.attention_speed --batch 2 --tokens 256 --dropout 0.1 --bf16   # the book's training run
+    python -m bench.attention_speed --decode    # one query per head (a decoding step): SDPA against one_query
 
 Prints seconds per forward+backward and each variant's speed relative to the book MHA. With ``--dropout``
 it adds the fast module's earlier paths for dropout in training (the scores masked, then scaled, in two more
@@ -17,7 +18,7 @@ import torch
 
 from bench.timing import machine_line, median_seconds
 from ch03_attention.attention import MultiHeadAttention, MultiHeadAttentionWrapper
-from ch03_attention.fast_attention import FastMultiHeadAttention
+from ch03_attention.fast_attention import FastMultiHeadAttention, one_query
 
 
 class SDPADropout(FastMultiHeadAttention):
@@ -41,6 +42,24 @@ class MaskThenScale(FastMultiHeadAttention):
         return torch.nn.functional.dropout(weights, dropout_p) @ v
 
 
+def bench_decode(iters: int) -> None:
+    """A decoding step's attention in bf16 and fp32: one query per head (Qwen3-0.6B's 16 heads over 8 kv heads
+    of 128 dims) over growing caches, SDPA against ``one_query``, microseconds per call."""
+    import torch.nn.functional as F
+
+    print(f"machine: {machine_line()}")
+    print("| dtype | keys | SDPA (us) | one_query (us) | SDPA / one_query |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for dtype in (torch.bfloat16, torch.float32):
+        for keys in (64, 256, 1024, 2048):
+            q, k, v = torch.randn(1, 16, 1, 128, dtype=dtype), *torch.randn(2, 1, 8, keys, 128, dtype=dtype)
+            with torch.no_grad():
+                sdpa = median_seconds(lambda: [F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                                               for _ in range(20)], iters=iters) / 20
+                ours = median_seconds(lambda: [one_query(q, k, v) for _ in range(20)], iters=iters) / 20
+            print(f"| {str(dtype)[6:]} | {keys} | {sdpa * 1e6:.0f} | {ours * 1e6:.0f} | {sdpa / ours:.2f}x |")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.attention_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8)
@@ -50,7 +69,10 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the attention weights, in training (default: 0)")
     p.add_argument("--bf16", action="store_true", help="under bf16 autocast, as the train CLI on a bf16 CPU")
+    p.add_argument("--decode", action="store_true", help="a decoding step's attention instead (one query)")
     args = p.parse_args(argv)
+    if args.decode:
+        return bench_decode(max(args.iters, 5))
 
     d, h = args.emb_dim, args.heads
     torch.manual_seed(123)

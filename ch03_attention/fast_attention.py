@@ -75,12 +75,16 @@ def bf16_on_cpu(q: torch.Tensor) -> bool:
 
 def attend(q, k, v, **sdpa_options):
     """``F.scaled_dot_product_attention``, except that a short sequence that trains in bf16 on a CPU attends
-    in fp32 (see ``SHORT_ATTENTION``) and comes back in its own dtype: the same values, computed more exactly.
+    in fp32 (see ``SHORT_ATTENTION``) and comes back in its own dtype: the same values, computed more exactly;
+    and that one query per head in bf16 on a CPU without gradients (a decoding step) takes ``one_query``.
 
     >>> q = torch.randn(1, 2, 8, 4, dtype=torch.bfloat16, requires_grad=True)
     >>> attend(q, q, q, is_causal=True).dtype
     torch.bfloat16
     """
+    if q.shape[-2] == 1 and q.dtype == torch.bfloat16 and q.device.type == "cpu" and not (
+            q.requires_grad and torch.is_grad_enabled()) and not sdpa_options.get("dropout_p"):
+        return one_query(q, k, v, sdpa_options.get("attn_mask"), sdpa_options.get("scale"))
     short = q.shape[-2] * q.shape[-1] < SHORT_ATTENTION
     if short and q.requires_grad and torch.is_grad_enabled() and bf16_on_cpu(q):
         mask = sdpa_options.get("attn_mask")
@@ -90,6 +94,32 @@ def attend(q, k, v, **sdpa_options):
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **sdpa_options)
         return out.to(torch.bfloat16)  # as bf16 SDPA, or autocast's, would return it
     return F.scaled_dot_product_attention(q, k, v, **sdpa_options)
+
+
+def one_query(q, k, v, attn_mask=None, scale=None):
+    """Attention of one query per head, (b, heads, 1, head_dim), over keys and values (b, kv_heads, T,
+    head_dim) shared by groups of heads: two small matrix products, the scores and their softmax in fp32.
+
+    Unlike SDPA: PyTorch's CPU kernel for bf16 works through the keys in blocks made for many queries, and
+    for a single one (each decoding step) costs several times these two products (``python -m
+    bench.attention_speed --decode``). The result agrees with SDPA's to bf16's rounding.
+
+    >>> q, k = torch.randn(2, 4, 1, 8), torch.randn(2, 2, 5, 8)
+    >>> expected = F.scaled_dot_product_attention(q, k, k, enable_gqa=True)
+    >>> torch.allclose(one_query(q, k, k), expected, atol=1e-6)
+    True
+    """
+    b, heads, _, head_dim = q.shape
+    kv_heads, keys = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    grouped = q.reshape(b, kv_heads, group, head_dim).float()  # each kv head's group of queries
+    scores = torch.matmul(grouped, k.float().transpose(-1, -2))  # (b, kv_heads, group, keys)
+    scores *= scale if scale is not None else head_dim ** -0.5
+    if attn_mask is not None:
+        mask = torch.broadcast_to(attn_mask, (b, heads, 1, keys)).reshape(b, kv_heads, group, keys)
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    weights = torch.softmax(scores, dim=-1).to(v.dtype)
+    return torch.matmul(weights, v).reshape(b, heads, 1, head_dim)  # (b, heads, 1, head_dim)
 
 
 class FastMultiHeadAttention(nn.Module):

@@ -2,7 +2,7 @@
 
 Unlike chapter 6's run, which trains the last block, the final norm and a new head: every linear layer of the
 classifier gets a rank-16 adapter (``ch04_gpt/lora.py``) and only the adapters train, 2,666,528 parameters
-instead of 124 million. The walk-through is ``appendix_e.py``; the options are chapter 6's.
+instead of 124 million. The walk-through is ``appendix_e_walkthrough.py``; the options are chapter 6's.
 """
 
 from ch06_classification.__main__ import main as chapter_main
@@ -15,8 +15,8 @@ DESCRIPTION = (
 
 
 def main(argv=None):
-    return chapter_main(argv, walkthrough="ch06_classification.appendix_e", prog="ch06_classification.lora",
-                        description=DESCRIPTION)
+    return chapter_main(argv, walkthrough="ch06_classification.appendix_e_walkthrough",
+                        prog="ch06_classification.lora", description=DESCRIPTION)
 
 
 if __name__ == "__main__":

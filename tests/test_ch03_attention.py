@@ -233,3 +233,27 @@ def test_short_sequences_train_their_attention_in_fp32_under_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         q, k, v = att.project(x)
         assert attend(q.float(), k, v, is_causal=True).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "additive", "2d"])
+def test_one_query_attention_equals_sdpa(mask_kind):
+    """The decoding step's attention (one query per head, keys shared by groups of heads, a padding or window
+    mask): SDPA's values in fp32, and in bf16 no further from fp32 than bf16 SDPA itself is."""
+    from ch03_attention.fast_attention import attend, one_query
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 8, 1, 16), torch.randn(3, 2, 40, 16), torch.randn(3, 2, 40, 16)
+    allowed = torch.rand(3, 1, 1, 40) > 0.3
+    allowed[..., 0] = True
+    mask = {"none": None, "bool": allowed, "additive": torch.zeros(3, 1, 1, 40).masked_fill(~allowed, float("-inf")),
+            "2d": allowed[0, 0]}[mask_kind]
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(one_query(q, k, v, mask, scale=0.5), torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, enable_gqa=True, scale=0.5), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(one_query(q, k, v, mask), expected, atol=1e-6, rtol=1e-5)
+    halves = [t.bfloat16() for t in (q, k, v)]
+    sdpa_error = (torch.nn.functional.scaled_dot_product_attention(*halves, attn_mask=mask, enable_gqa=True).float()
+                  - expected).abs().max()
+    with torch.no_grad():
+        ours = attend(*halves, attn_mask=mask, enable_gqa=True)  # bf16, one query, no gradient: one_query
+    assert ours.dtype == torch.bfloat16 and (ours.float() - expected).abs().max() <= 2 * sdpa_error + 1e-3
