@@ -349,13 +349,7 @@ def run(args, explicit=None, started=None):
     set_seed(args.seed)
     train_loader, val_loader = make_loaders(args, train_ds, val_ds, rank, world_size, args.seed)
     tokens_per_step = args.batch_size * context_length * args.grad_accum * world_size
-    max_steps = args.max_steps or (math.ceil(args.max_tokens / tokens_per_step) if args.max_tokens else None)
-    settings = TrainSettings(
-        epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
-        warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
-        grad_accum=args.grad_accum, start_context=args.start_context,
-        sample_tokens=0 if args.fsdp else 50,  # a sharded sample would need every rank: none
-        **runtime.train_settings(cfg.vocab_size))
+    settings = train_settings(args, runtime, cfg, tokens_per_step)
 
     with timed("start-up: building the model"):
         model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)
@@ -392,6 +386,17 @@ def run(args, explicit=None, started=None):
         report_end(state, stopped, seconds, new_tokens, out, plot_path, settings, train_loader, tokens_per_step,
                    args, clock, timed)
     return state
+
+
+def train_settings(args, runtime, cfg, tokens_per_step) -> TrainSettings:
+    """The trainer's settings from the options (a --max-tokens budget turned into steps) and the runtime's."""
+    max_steps = args.max_steps or (math.ceil(args.max_tokens / tokens_per_step) if args.max_tokens else None)
+    return TrainSettings(
+        epochs=args.epochs, max_steps=max_steps, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
+        warmup_steps=args.warmup_steps, min_lr=args.min_lr, grad_clip=args.grad_clip,
+        grad_accum=args.grad_accum, start_context=args.start_context,
+        sample_tokens=0 if args.fsdp else 50,  # a sharded sample would need every rank: none
+        **runtime.train_settings(cfg.vocab_size))
 
 
 def checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop):
