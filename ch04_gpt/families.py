@@ -30,11 +30,13 @@ class FamilySpec:
     parts: Mapping                  # ModelConfig keys -> values ("family" included), read-only
     smallest: str                   # its smallest preset: what ``train --arch`` starts from
     initializer_range: float = 0.02  # std of the initial weights in its reference code (transformers' configs)
+    lora_names: Mapping = None      # LoRA's names of a block's linear layers (None: CAUSAL_LM_LORA_NAMES)
 
     def __post_init__(self):
         if self.parts.get("family") != self.key:
             raise ValueError(f"family {self.key}: its parts name family {self.parts.get('family')!r}")
         object.__setattr__(self, "parts", MappingProxyType(dict(self.parts)))
+        object.__setattr__(self, "lora_names", MappingProxyType(dict(self.lora_names or CAUSAL_LM_LORA_NAMES)))
 
 
 GPT2 = {"family": "gpt2"}  # the book's defaults (see ModelConfig): learned positions, LayerNorm, GELU MLP, biases
@@ -50,11 +52,23 @@ MISTRAL = {**LLAMA, "family": "mistral"}
 MIXTRAL = {**LLAMA, "family": "mixtral", "ff": "moe", "norm_topk_prob": True}
 OLMO3 = {**OLMO2, "family": "olmo3"}
 
+# LoRA's names of each block's linear layers: those of the family's Hugging Face checkpoints, which PEFT's
+# ``target_modules`` use. Our module (a pattern, relative to the block) -> its name, or its parts' names (our
+# fused QKV holds Hugging Face's q_proj, k_proj and v_proj; GPT-2's c_attn is fused there too).
+CAUSAL_LM_LORA_NAMES = {r"att\.qkv": ("q_proj", "k_proj", "v_proj"), r"att\.out_proj": "o_proj",
+                        r"ff\.fc1": "gate_proj", r"ff\.fc2": "up_proj", r"ff\.fc3": "down_proj", r"ff\.gate": "gate",
+                        r"ff\.experts\.\d+\.fc1": "gate_proj", r"ff\.experts\.\d+\.fc2": "up_proj",
+                        r"ff\.experts\.\d+\.fc3": "down_proj"}
+MIXTRAL_LORA_NAMES = {**CAUSAL_LM_LORA_NAMES, r"ff\.experts\.\d+\.fc1": "w1", r"ff\.experts\.\d+\.fc2": "w3",
+                      r"ff\.experts\.\d+\.fc3": "w2"}
+GPT2_LORA_NAMES = {r"att\.qkv": "c_attn", r"att\.out_proj": "c_proj", r"ff\.layers\.0": "c_fc",
+                   r"ff\.layers\.2": "c_proj"}
+
 FAMILY_SPECS = {spec.key: spec for spec in (
     FamilySpec("gpt2", "GPT-2 (pre-LN)", "learned positions, LayerNorm before each branch, GELU MLP, biases", GPT2,
-               "gpt2-small"),
+               "gpt2-small", lora_names=GPT2_LORA_NAMES),
     FamilySpec("gpt1", "GPT-1 (post-LN)", "LayerNorm after each residual addition (post-norm)",
-               {"family": "gpt1", "block": "post"}, "gpt1"),
+               {"family": "gpt1", "block": "post"}, "gpt1", lora_names=GPT2_LORA_NAMES),
     FamilySpec("llama", "Llama 3", "RoPE, RMSNorm, SwiGLU, no biases, grouped-query attention", LLAMA,
                "llama-3.2-1b"),
     FamilySpec("qwen3", "Qwen3", "Llama + RMSNorm on each head's queries and keys (QK-norm)", QWEN3, "qwen3-0.6b"),
@@ -63,7 +77,8 @@ FAMILY_SPECS = {spec.key: spec for spec in (
     FamilySpec("gemma3", "Gemma 3", "GeGLU, norms before and after each branch, (1 + w) RMSNorm, scaled embeddings, "
                "5 local : 1 global", GEMMA3, "gemma3-270m"),
     FamilySpec("mistral", "Mistral", "Llama + sliding-window attention on every layer", MISTRAL, "mistral-7b"),
-    FamilySpec("mixtral", "Mixtral", "Mistral + 8 experts, 2 per token", MIXTRAL, "mixtral-8x7b"),
+    FamilySpec("mixtral", "Mixtral", "Mistral + 8 experts, 2 per token", MIXTRAL, "mixtral-8x7b",
+               lora_names=MIXTRAL_LORA_NAMES),
     FamilySpec("olmo2", "OLMo 2", "norm on each branch's output only, QK-norm over the whole projection", OLMO2,
                "olmo2-1b"),
     FamilySpec("olmo3", "OLMo 3", "OLMo 2 + sliding windows on 3 of 4 layers", OLMO3, "olmo3-7b"),
