@@ -175,7 +175,7 @@ class AdaptedLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, parts: dict, targeted, config: LoRAConfig):
         super().__init__()
-        self.linear, self.parts = linear, dict(parts)
+        self.linear, self.parts, self.config = linear, dict(parts), config
         self.adapters = nn.ModuleDict({name: LoRALayer(linear.in_features, size, config.rank, config.alpha,
                                                        config.scaling)
                                        for name, size in self.parts.items() if name in targeted})

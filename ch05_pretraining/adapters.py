@@ -94,11 +94,17 @@ def _target_modules(model, names: list[str]) -> list[str]:
     return short if sorted(picked) == sorted(names) else sorted(names)
 
 
-def write_peft_folder(model, config: LoRAConfig, folder, base_name: str) -> list[str]:
-    """``adapter_config.json`` + ``adapter_model.safetensors`` as PEFT writes them; returns the file names."""
+def write_peft_folder(model, folder, base_name: str) -> list[str]:
+    """``model``'s adapters as PEFT writes them (``adapter_config.json`` + ``adapter_model.safetensors``);
+    returns the file names."""
     folder = Path(folder)
-    check_folder(folder, "--out")
+    layers = list(adapted_layers(model).values())
+    if not layers:
+        raise UserInputError("the model has no LoRA adapters to write: export the whole model (leave --adapter-only "
+                             "out)")
+    config = layers[0].config
     tensors = peft_tensors(model)
+    check_folder(folder, "--out")
     names = sorted({k[len(PREFIX):].rsplit(".lora_", 1)[0] for k in tensors})
     family = model.cfg.family
     alpha = config.alpha * config.rank if config.scale == "book" else config.alpha  # PEFT scales by alpha / r

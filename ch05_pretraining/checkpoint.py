@@ -33,12 +33,14 @@ class CheckpointError(UserInputError):
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,
                     trainer_state=None, rng=None, run_options=None, model_state=None, optimizer_state=None,
-                    classifier=None) -> Path:
+                    classifier=None, lora=None) -> Path:
     """Write a resumable checkpoint atomically; returns the path.
 
     ``run_options``: the command-line options of the run (plain values), so a resume can
     continue with them and refuse changes that would break it. ``model_state``/``optimizer_state``:
     states gathered already (a sharded model's, see engine/sharding.py) instead of the objects' own.
+    ``lora``: the adapters' config and their base's path and fingerprint, for a ``model_state`` of the trained
+    tensors alone (``adapter_state_dict``).
     ``classifier``: for a model whose output head is a classification head (chapter 6), what it classifies
     (class names, how texts are read); language-model loaders refuse such a checkpoint (``check_language_model``).
     """
@@ -60,6 +62,8 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
     }
     if classifier is not None:
         payload["classifier"] = classifier
+    if lora is not None:  # LoRA: "model" holds the trained tensors only; the base is named here (adapters.py)
+        payload["lora"] = lora
     path = Path(path)
     with atomic_writer(path, direct=True) as f, without_zip_checksums():  # streamed: no copy of ~2 GB in memory
         torch.save(payload, f)
@@ -122,7 +126,11 @@ def check_format(ckpt, path) -> dict:
 
 def check_state_dict_fits(model, state_dict, source) -> None:
     """Raise CheckpointError naming the first parameter that is missing or has another shape."""
-    own = model.state_dict()
+    check_tensors_fit(model.state_dict(), state_dict, source)
+
+
+def check_tensors_fit(own: dict, state_dict, source) -> None:
+    """``check_state_dict_fits`` against the tensors ``own`` (some of a model's)."""
     for name, tensor in own.items():
         if name not in state_dict:
             raise CheckpointError(f"{source} does not fit this model: parameter {name} is missing from it")
@@ -148,7 +156,11 @@ def load_checkpoint(path, model=None, optimizer=None, map_location="cpu") -> dic
 
 def apply_checkpoint(ckpt, model=None, optimizer=None, source="checkpoint") -> None:
     """Load an already-read checkpoint's weights (and optimizer state) after checking they fit."""
-    if model is not None:
+    if model is not None and ckpt.get("lora"):  # the adapters (and any other trained part) on their base
+        trained = {name: t for name, t in model.state_dict().items() if name in ckpt["model"] or ".adapters." in name}
+        check_tensors_fit(trained, ckpt["model"], source)
+        model.load_state_dict(ckpt["model"], strict=False)
+    elif model is not None:
         state = ckpt["model"]
         if isinstance(model, GPTModel):  # files of earlier versions in the book's layout migrate
             state = book_to_fast_state_dict(state)
@@ -196,6 +208,9 @@ def check_language_model(ckpt, path) -> None:
 
 def _build(ckpt, path, device):
     check_language_model(ckpt, path)
+    if ckpt.get("lora"):
+        raise CheckpointError(f"checkpoint '{path}' holds LoRA adapters without their base: load it with "
+                              "engine/model_source.load_model, which finds the base")
     config, legacy_rung = split_legacy_rung(ckpt["config"])
     model = build_rung(config, ckpt.get("rung") or legacy_rung)
     apply_checkpoint(ckpt, model, source=f"checkpoint '{path}'")
@@ -231,7 +246,11 @@ def load_model_file(path, device="cpu", n_heads=None):
 
     Returns ``(model, ckpt)``; for a state dict ``ckpt`` holds just its ``config``.
     """
-    raw = load_torch_file(path, device)
+    return model_of(load_torch_file(path, device), path, device, n_heads)
+
+
+def model_of(raw, path, device="cpu", n_heads=None):
+    """``load_model_file`` of a file already read (``load_torch_file``)."""
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         ckpt = check_format(raw, path)
         return _build(ckpt, path, device), ckpt

@@ -53,14 +53,17 @@ from ch02_text.seeds import set_seed
 
 from .book_loop import plot_losses
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint
+from .engine.lora_options import adapt, add_lora_arguments, lora_config_of, lora_record, trainable_count
+from .engine.model_source import check_base, find_base, load_model_path, load_weights_path
 from .engine.resume import merge_resume_options, restore
 from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
 from .engine.sharding import full_state, shard
 from .engine.token_data import load_datasets
 from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer
 from .hf_weights import load_hf
+from .adapters import read_peft_folder
 from .previous_chapters import (
-    ALL_PRESETS, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
+    ALL_PRESETS, LoRAConfig, adapter_state_dict, FAMILIES, MODEL_PRESETS, SMALLEST, TITLES, TOKENIZER_CHOICES, GPTModel, describe_tokenizer,
     INITS, initialise, preset_values, scaled_config, tokenizer_to_dict, use_generator_dropout,
     use_prefetched_dropout, validate_config,
 )
@@ -76,6 +79,10 @@ def build_parser():
     add_optimisation_options(p)
     add_output_options(p)
     add_run_options(p)
+    add_lora_arguments(p)
+    p.add_argument("--adapter", metavar="FOLDER", default=None,
+                   help="with --init-from: keep training this PEFT LoRA adapter folder on it (its rank, alpha and "
+                        "targets)")
     return p
 
 
@@ -111,9 +118,10 @@ def add_model_options(p):
                        help="keys a sliding layer sees (None: the preset's, at most half the context)")
     model.add_argument("--n-experts", type=positive_int, help="MoE families: experts per layer (None: the preset's)")
     model.add_argument("--n-experts-per-token", type=positive_int, help="MoE families: experts per token")
-    model.add_argument("--init-from", metavar="FOLDER", default=None,
-                       help="continue pretraining a Hugging Face model folder (Llama 3, Qwen3, Gemma 3, ...): its "
-                            "config, weights and tokenizer.json")
+    model.add_argument("--init-from", metavar="MODEL", default=None,
+                       help="continue pretraining a model: a Hugging Face folder (Llama 3, Qwen3, Gemma 3, ...: its "
+                            "config, weights and tokenizer.json), GPT-2's model.safetensors or a checkpoint of this "
+                            "project (with its tokenizer)")
     model.add_argument("--drop-rate", type=fraction, default=0.1, help="dropout rate (--init-from: the folder's, 0, "
                                                                           "unless given)")
     model.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
@@ -325,16 +333,17 @@ def run(args, explicit=None, started=None):
         resume = read_checkpoint(args.resume, map_location=device)
         options, changes = merge_resume_options(vars(args), explicit, resume, args.resume)
         args = argparse.Namespace(**options)
+    lora = lora_config_of(args, explicit)
+    check_lora(args, lora, resume)
     runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, own_dropout=args.own_dropout)
     # tokens per window: the option (restored on resume), or the model's context for checkpoints without options
     context_length = resume["config"]["context_length"] if resume is not None and not resume.get("run_options") \
         else args.context_length
-    pretrained = start_from_folder(args, explicit, context_length, timed) if args.init_from and resume is None \
-        else None
+    pretrained, base_path, its_tokenizer = start_from(args, explicit, context_length, timed, resume)
     with timed("start-up: reading and tokenizing the data"):
         data_path, tokenizer, train_ds, val_ds = load_datasets(
             args.data, args.tokenizer, context_length, train_ratio=args.train_ratio, stride=args.stride,
-            saved_tokenizer=None if resume is None else stored_tokenizer(resume),
+            saved_tokenizer=its_tokenizer if resume is None else stored_tokenizer(resume),
             tokenizer_given="tokenizer" in explicit)
     cfg = choose_config(args, explicit, resume, pretrained, tokenizer)
     out = Path(args.out or args.resume or DEFAULT_OUT)
@@ -352,7 +361,11 @@ def run(args, explicit=None, started=None):
     settings = train_settings(args, runtime, cfg, tokens_per_step)
 
     with timed("start-up: building the model"):
-        model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)
+        if lora is not None or args.adapter:
+            model, optimizer, lora = build_lora_model(args, runtime, device, resume, pretrained, lora)
+        else:
+            model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)
+    lora_entry = lora_record(lora, base_path, model) if lora is not None else None
     state = None if resume is None else restore(
         resume, model, optimizer, settings, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay,
         epochs=args.epochs, source=f"checkpoint '{args.resume}'")
@@ -365,11 +378,13 @@ def run(args, explicit=None, started=None):
     if is_main:
         print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
                          tokenizer, context_length)
+        if lora is not None:
+            print(trainable_count(model))
         for line in changes:
             print(f"resume: {line}")
 
     stop = StopRequest()
-    save, on_step = checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop)
+    save, on_step = checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop, lora_entry)
 
     try:
         with stop.installed():  # from the first step to the final checkpoint, no Ctrl-C is left to the default
@@ -399,19 +414,21 @@ def train_settings(args, runtime, cfg, tokens_per_step) -> TrainSettings:
         **runtime.train_settings(cfg.vocab_size))
 
 
-def checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop):
+def checkpoint_writers(args, model, optimizer, tokenizer, out, is_main, stop, lora_entry=None):
     """``save(path, state)`` (gathering a sharded model's state on every rank, rank 0 writing; Ctrl-C during
     the write lets it finish: ``StopRequest.shielded``) and the ``on_step`` hook of --save-every and
-    --keep-best."""
+    --keep-best. A LoRA run's checkpoint holds the adapters alone and ``lora_entry`` (their base)."""
     def save(path, state):
         model_state, optimizer_state = full_state(model, optimizer) if args.fsdp else (None, None)
+        if lora_entry is not None:
+            model_state = adapter_state_dict(model)
         if not is_main:
             return
         with stop.shielded(path):
             save_checkpoint(path, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
                             tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(),
                             rng=state.rng_now, run_options=vars(args), model_state=model_state,
-                            optimizer_state=optimizer_state)
+                            optimizer_state=optimizer_state, lora=lora_entry)
 
     def on_step(state):
         if args.save_every and (state.global_step + 1) % args.save_every == 0:
@@ -441,17 +458,49 @@ def report_end(state, stopped, seconds, new_tokens, out, plot_path, settings, tr
         print(clock.table(new_tokens))
 
 
-def start_from_folder(args, explicit, context_length, timed):
-    """--init-from: the folder's model (its weights and config), and its tokenizer for the data."""
+def start_from(args, explicit, context_length, timed, resume):
+    """``(model, its path, its tokenizer as a dict or None)`` to start from: --init-from's (a folder, GPT-2's
+    file or a checkpoint), or on resuming a LoRA run the base its checkpoint names, checked by fingerprint;
+    ``(None, None, None)`` for a run from scratch or a full resume. A folder's tokenizer is named in
+    ``args.tokenizer`` (unless --tokenizer was given); a checkpoint's comes as a dict."""
+    if resume is not None and resume.get("lora"):
+        base = find_base(resume["lora"]["base"], args.resume)
+        with timed("start-up: building the model"):
+            model = load_weights_path(base)
+        check_base(model, resume["lora"]["base"], f"checkpoint '{args.resume}'", base)
+        return model, base, None
+    if not args.init_from or resume is not None:
+        return None, None, None
     check_init_from(args, explicit)
+    path, saved_tokenizer = Path(args.init_from), None
     with timed("start-up: building the model"):
-        pretrained = load_hf(args.init_from)
-    if context_length > pretrained.context_length:
+        if path.is_dir() and (path / "config.json").is_file():
+            model = load_hf(path)
+            if "tokenizer" not in explicit:
+                args.tokenizer = "gpt2" if model.cfg.family == "gpt2" else args.init_from
+        else:
+            model, tok, _ = load_model_path(path)  # a LoRA checkpoint merged
+            saved_tokenizer = None if "tokenizer" in explicit else tokenizer_to_dict(tok)
+    if context_length > model.context_length:
         raise UserInputError(f"--context-length {context_length} exceeds the context of --init-from "
-                             f"'{args.init_from}' ({pretrained.context_length}): lower it")
-    if "tokenizer" not in explicit:
-        args.tokenizer = "gpt2" if pretrained.cfg.family == "gpt2" else args.init_from
-    return pretrained
+                             f"'{args.init_from}' ({model.context_length}): lower it")
+    return model, path, saved_tokenizer
+
+
+def check_lora(args, lora, resume) -> None:
+    """What a LoRA run needs: a model to adapt; not the book's loop, not sharding (one line each)."""
+    if lora is None and not args.adapter:
+        return
+    if lora is not None and args.adapter:
+        raise UserInputError("--adapter brings its own rank, alpha and targets: leave the --lora-* options out")
+    if not args.init_from and resume is None:
+        flag = "--adapter" if args.adapter else "--lora-rank"
+        raise UserInputError(f"{flag} adapts a trained model: give it with --init-from (a folder, GPT-2's "
+                             "model.safetensors or a checkpoint)")
+    for name in ("book", "fsdp"):
+        if getattr(args, name):
+            raise UserInputError(f"--{name} and LoRA: LoRA trains on the fast path, in one process or under DDP; "
+                                 f"leave --{name} out")
 
 
 def choose_config(args, explicit, resume, pretrained, tokenizer):
@@ -493,6 +542,27 @@ def build_model(args, cfg, runtime, device, rank, resume, pretrained):
     optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw and not args.fsdp,
                                betas=(args.beta1, args.beta2), decay=args.decay)
     return model, optimizer
+
+
+def build_lora_model(args, runtime, device, resume, base, lora):
+    """``(model, optimizer, LoRA config)`` of a LoRA run: the base itself (no copy, frozen, in its file's dtype
+    where autocast computes in bf16), adapters from ``lora``, a --adapter folder or the resumed checkpoint,
+    only they in the optimizer."""
+    set_seed(args.seed)  # the adapters' A are drawn
+    if resume is not None:
+        lora = LoRAConfig.from_dict(resume["lora"]["config"])
+    if args.adapter and resume is None:
+        if runtime.amp_dtype is None:
+            base.float()
+        lora = read_peft_folder(base, args.adapter)
+    else:
+        adapt(base, lora, runtime.amp_dtype)
+    model = base.to(device)
+    if resume is not None:
+        apply_checkpoint(resume, model, source=f"checkpoint '{args.resume}'")
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, fused=runtime.fused_adamw,
+                               betas=(args.beta1, args.beta2), decay=args.decay)
+    return model, optimizer, lora
 
 
 def loss_figure(state, settings, tokens_per_epoch, tokens_per_step):

@@ -77,3 +77,66 @@ def test_a_zero_b_leaves_the_logits_unchanged_and_merge_unmerge_restores_the_wei
 @pytest.mark.parametrize("scale,expected", [(None, 16.0), (2.0, 2.0)])
 def test_the_scale_is_the_books_alpha_unless_given(scale, expected):
     assert LoRALayer(8, 8, rank=8, alpha=16, scale=scale).scale == expected
+
+
+# -- LoRA for every family (issue 34) ----------------------------------------------------------------------
+from ch04_gpt.lora import AdaptedLinear, LoRAConfig, adapted_layers, add_lora, lora_target_names, merge_and_unload  # noqa: E402
+from tiny_models import FAMILIES, randomised, tiny  # noqa: E402
+
+IDS = torch.randint(0, 61, (2, 9), generator=torch.Generator().manual_seed(3))
+
+
+def test_an_adapted_fused_layer_equals_its_merged_layer_forward_and_gradients():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(6, 10)
+    layer = AdaptedLinear(linear, {"q_proj": 4, "k_proj": 3, "v_proj": 3}, ["q_proj", "v_proj"],
+                          LoRAConfig(rank=2, alpha=5))
+    for lora in layer.adapters.values():
+        torch.nn.init.normal_(lora.B)
+    merged = torch.nn.Linear(6, 10)
+    with torch.no_grad():
+        merged.weight.copy_(linear.weight + layer.delta_weight())
+        merged.bias.copy_(linear.bias)
+    x1, x2 = torch.rand(3, 6, requires_grad=True), None
+    x2 = x1.detach().clone().requires_grad_(True)
+    torch.testing.assert_close(layer(x1), merged(x2))
+    layer(x1).square().sum().backward()
+    merged(x2).square().sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    assert layer.delta_weight()[4:7].abs().max() == 0  # k has no adapter: its rows do not change
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "gpt1"])
+def test_zero_adapters_leave_every_family_unchanged_and_merged_ones_compute_the_same(family):
+    model = randomised(GPTModel(tiny(family)))
+    before = model(IDS)
+    targets = ("all-linear",) if model.cfg.tie_weights else ("all-linear", "head")
+    add_lora(model, LoRAConfig(rank=3, alpha=6, targets=targets))
+    assert torch.equal(model(IDS), before)  # B starts at zero
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained and all(".adapters." in n for n in trained)  # only the adapters train
+    if model.cfg.ff == "moe":  # the experts are targets, the router is not unless named
+        assert any(".experts." in n for n in trained) and not any(".ff.gate." in n for n in trained)
+    for layer in adapted_layers(model).values():
+        for lora in layer.adapters.values():
+            torch.nn.init.normal_(lora.B, std=0.2)
+    adapted = model(IDS)
+    assert (adapted - before).abs().max() > 1e-3
+    torch.testing.assert_close(merge_and_unload(model)(IDS), adapted, atol=1e-5, rtol=1e-5)
+    assert not adapted_layers(model)
+
+
+def test_targets_by_name_group_and_the_errors():
+    model = GPTModel(tiny("qwen3-moe"))
+    assert lora_target_names(model) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate", "gate_proj", "up_proj",
+                                        "down_proj", "lm_head"]
+    names = add_lora(model, LoRAConfig(rank=2, targets=("q_proj", "gate")))
+    assert names == [f"trf_blocks.{i}.{m}" for i in range(3) for m in ("att.qkv", "ff.gate")]
+    assert list(model.trf_blocks[0].att.qkv.adapters) == ["q_proj"]
+    with pytest.raises(ValueError, match="'w1' matches no layer of this qwen3-moe model: give all-linear, .*q_proj"):
+        add_lora(GPTModel(tiny("qwen3-moe")), LoRAConfig(rank=2, targets=("w1",)))
+    with pytest.raises(ValueError, match="tied weights"):
+        add_lora(GPTModel(tiny("llama", tie_weights=True)), LoRAConfig(rank=2, targets=("head",)))
+    for bad in (dict(rank=0), dict(alpha=-1), dict(dropout=1.0), dict(scale="x"), dict(targets=())):
+        with pytest.raises(ValueError):
+            LoRAConfig(**bad)

@@ -59,7 +59,7 @@ def test_our_adapters_read_by_peft_give_our_logits(case, saved, tmp_path):
                         scale="rslora" if case == "mistral" else "peft")
     add_lora(ours, config)
     randomise_adapters(ours)
-    write_peft_folder(ours, config, tmp_path / "adapter", str(folder))
+    write_peft_folder(ours, tmp_path / "adapter", str(folder))
     base = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     theirs = peft.PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
     with torch.no_grad():

@@ -24,7 +24,7 @@ from .trainer import TrainState, set_rng_state
 FIXED_ON_RESUME = ("data", "train_ratio", "stride", "tokenizer", "init_from", "arch", "preset", "context_length",
                    "emb_dim", "n_layers", "n_heads", "n_kv_heads", "sliding_window", "n_experts", "n_experts_per_token",
                    "drop_rate", "tie_weights", "init", "decay", "book", "own_dropout", "batch_size", "grad_accum",
-                   "seed")
+                   "seed", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "lora_scale", "adapter")
 # These may be changed on --resume (the change is reported); not given, the saved value is used.
 SCHEDULE_OPTIONS = ("epochs", "max_steps", "max_tokens", "lr", "weight_decay", "beta1", "beta2", "warmup_steps",
                     "min_lr", "grad_clip", "eval_freq", "eval_iter", "start_context", "no_amp", "save_every",

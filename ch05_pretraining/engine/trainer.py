@@ -38,10 +38,11 @@ def make_optimizer(model, lr=4e-4, weight_decay=0.1, fused=False, betas=(0.9, 0.
     """The book's AdamW; ``fused=True`` is the fast path's single-kernel update (CPU and CUDA).
 
     ``decay="all"`` decays every parameter, as the book; ``"matrices"`` only weight matrices and
-    embeddings, not LayerNorm scales/shifts and biases (GPT-2's and nanoGPT's practice).
+    embeddings, not LayerNorm scales/shifts and biases (GPT-2's and nanoGPT's practice). Frozen
+    parameters are left out.
     """
     kwargs = {"fused": True} if fused else {}
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones (LoRA's base) take no state
     if decay == "matrices":
         params = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -371,10 +372,14 @@ class Trainer:
                 with clock.phase("optimizer step"):
                     self.optimizer_step(state)
                 budget_spent = s.max_steps is not None and state.global_step + 1 >= s.max_steps
-                if state.global_step % s.eval_freq == 0 or budget_spent:
+                on_schedule = state.global_step % s.eval_freq == 0
+                if not on_schedule:  # a longer run (resumed with a larger budget) goes on from the RNG here
+                    state.rng_now = rng_state(self.dropout_generator)
+                if on_schedule or budget_spent:  # evaluating draws a permutation of the training data
                     with clock.phase("evaluation"):
                         self._evaluate(state, epoch)
-                state.rng_now = rng_state(self.dropout_generator)
+                if on_schedule:
+                    state.rng_now = rng_state(self.dropout_generator)
                 if self.on_step is not None:
                     with clock.phase("checkpoints during the run"):
                         self.on_step(state)
