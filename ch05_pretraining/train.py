@@ -54,7 +54,7 @@ from ch02_text.seeds import set_seed
 from .book_loop import plot_losses
 from .checkpoint import CheckpointError, apply_checkpoint, read_checkpoint, save_checkpoint
 from .engine.lora_options import adapt, add_lora_arguments, lora_config_of, lora_record, trainable_count
-from .engine.model_source import check_base, find_base, load_model_path, load_weights_path
+from .engine.model_source import load_base, load_model_path
 from .engine.resume import merge_resume_options, restore
 from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
 from .engine.sharding import full_state, shard
@@ -464,10 +464,8 @@ def start_from(args, explicit, context_length, timed, resume):
     ``(None, None, None)`` for a run from scratch or a full resume. A folder's tokenizer is named in
     ``args.tokenizer`` (unless --tokenizer was given); a checkpoint's comes as a dict."""
     if resume is not None and resume.get("lora"):
-        base = find_base(resume["lora"]["base"], args.resume)
         with timed("start-up: building the model"):
-            model = load_weights_path(base)
-        check_base(model, resume["lora"]["base"], f"checkpoint '{args.resume}'", base)
+            model, base = load_base(resume["lora"]["base"], args.resume)
         return model, base, None
     if not args.init_from or resume is not None:
         return None, None, None

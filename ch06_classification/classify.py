@@ -21,11 +21,13 @@ from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
 from ch02_text.option_types import positive_int
 from ch05_pretraining.checkpoint import FORMAT, CheckpointError, apply_checkpoint, check_format, load_torch_file
+from ch05_pretraining.engine.model_source import load_base
 from ch05_pretraining.generate import read_lines
 from ch05_pretraining.previous_chapters import tokenizer_from_dict, validate_config
 
+from .adapted import adapt_classifier
 from .labelled_data import LabelledTexts
-from .previous_chapters import GPTModel
+from .previous_chapters import GPTModel, LoRAConfig
 from .tail import hidden_before, make_classifier, tail_logits
 
 
@@ -40,8 +42,7 @@ class Classifier:
         ckpt = check_format(raw, path)
         self.info = ckpt["classifier"]
         self.classes = list(self.info["classes"])
-        self.model = GPTModel(validate_config(ckpt["config"]))
-        make_classifier(self.model, len(self.classes), self.info["trainable"])
+        self.model = classifier_model(ckpt, path)
         apply_checkpoint(ckpt, self.model, source=f"--checkpoint '{path}'")
         self.model.to(device).eval()
         self.tokenizer = tokenizer_from_dict(ckpt["tokenizer"], f"--checkpoint '{path}'")
@@ -57,6 +58,21 @@ class Classifier:
         probabilities = torch.softmax(logits.float(), dim=-1)
         best = probabilities.argmax(dim=-1)
         return [(self.classes[i], probabilities[row, i].item()) for row, i in enumerate(best.tolist())]
+
+
+def classifier_model(ckpt, path):
+    """The classifier a checkpoint describes, before its trained tensors are loaded: its config's model with the
+    new head, or for a LoRA checkpoint its base (found and checked by fingerprint) with adapters."""
+    lora = ckpt.get("lora")
+    n_classes = len(ckpt["classifier"]["classes"])
+    if lora is None:
+        return make_classifier(GPTModel(validate_config(ckpt["config"])), n_classes, ckpt["classifier"]["trainable"])
+    base, _ = load_base(lora["base"], path)
+    model = GPTModel(base.cfg.replace(drop_rate=0.0), impl="book" if lora.get("book") else "fast")
+    model.load_state_dict(base.float().state_dict())
+    make_classifier(model, n_classes, "head")
+    adapt_classifier(model, LoRAConfig.from_dict(lora["config"]), lora.get("book", False))
+    return model
 
 
 def format_result(text: str, label: str, probability: float) -> str:

@@ -12,3 +12,4 @@ from ch05_pretraining.checkpoint import CheckpointError, load_model_file  # noqa
 from ch05_pretraining.gpt2_weights import DOWNLOAD_HINT, load_gpt2_safetensors  # noqa: F401
 from ch05_pretraining.loss import batches_to_use, calc_loss_loader, evaluate_model  # noqa: F401
 from ch05_pretraining.tokens import text_to_token_ids, token_ids_to_text  # noqa: F401
+from ch04_gpt.lora import LoRAConfig, add_lora, replace_linear_with_lora  # noqa: F401

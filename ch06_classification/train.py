@@ -36,12 +36,14 @@ from ch02_text.option_types import positive_float, positive_int, unit_interval
 from ch02_text.safe_files import check_writable
 from ch02_text.seeds import set_seed
 from ch05_pretraining.checkpoint import save_checkpoint
-from ch05_pretraining.engine.model_source import load_model_path
+from ch05_pretraining.engine.lora_options import add_lora_arguments, lora_config_of, trainable_count
+from ch05_pretraining.engine.model_source import base_record, load_model_path
 from ch05_pretraining.engine.runtime import Runtime
 from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
 from ch05_pretraining.previous_chapters import tokenizer_to_dict
 from ch05_pretraining.train import explicit_options, train_with_progress
 
+from .adapted import APPENDIX_E, adapt_classifier, trained_state
 from .labelled_data import LabelledTexts, balance, class_names, encode, read_labelled
 from .metrics import classification_report
 from .pretrained import GPT2_WEIGHTS, gpt2_weights_path
@@ -105,6 +107,7 @@ def build_parser():
     run.add_argument("--no-amp", action="store_true", help="no bf16 autocast on the fast path")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     add_device_argument(run)
+    add_lora_arguments(p)
     return p
 
 
@@ -124,6 +127,14 @@ def check_book(args, explicit) -> None:
                                  "--book out")
     if explicit.get("balance") is False:
         raise UserInputError("--book balances the data as the book: leave --no-balance or --book out")
+    if args.lora_rank is not None:  # appendix E: its rank, alpha and scale on every linear layer
+        book = APPENDIX_E
+        for name, value in (("lora_rank", book.rank), ("lora_alpha", book.alpha), ("lora_scale", book.scale),
+                            ("lora_dropout", 0.0), ("lora_targets", "all-linear")):
+            if name in explicit and explicit[name] != value:
+                flag = "--" + name.replace("_", "-")
+                raise UserInputError(f"--book with LoRA runs appendix E (rank 16, alpha 16, scale book, every linear "
+                                     f"layer): {flag} {explicit[name]} contradicts it; leave {flag} or --book out")
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -221,7 +232,8 @@ def make_loaders(datasets, batch_size, seed):
 
 # -- model -----------------------------------------------------------------------------------------
 def load_start(args, device):
-    """The model to fine-tune (dropout off, the book's or the fast layers) and its tokenizer."""
+    """The model to fine-tune (dropout off, the book's or the fast layers), its tokenizer, path and base record
+    (path and fingerprint, which a LoRA checkpoint keeps)."""
     path = args.init_from or gpt2_weights_path()
     if path is None:
         raise UserInputError(f"no model to start from: give --init-from (a checkpoint, a state dict, GPT-2's "
@@ -233,7 +245,7 @@ def load_start(args, device):
                              "leave --book out")
     model = GPTModel(loaded.cfg.replace(drop_rate=0.0), impl=impl)
     model.load_state_dict(loaded.float().state_dict())
-    return model.to(device).eval(), tokenizer, path
+    return model.to(device).eval(), tokenizer, path, base_record(path, loaded)
 
 
 def main(argv=None):
@@ -246,11 +258,16 @@ def main(argv=None):
 
 def run(args, explicit):
     check_book(args, explicit)
+    lora = lora_config_of(args, explicit)
+    if lora is not None and "trainable" in explicit:
+        raise UserInputError("--trainable and --lora-rank: with LoRA the adapters and the new head train, the "
+                             "model stays frozen; leave --trainable out")
+    lora = APPENDIX_E if lora is not None and args.book else lora
     device = pick_device(args.device)
     out = Path(args.out)
     check_writable(out, "--out")
     classes, train, val, test = load_rows(args)
-    model, tokenizer, start_path = load_start(args, device)
+    model, tokenizer, start_path, base = load_start(args, device)
     pad = pad_id(tokenizer)
     texts = make_texts(train, val, test, tokenizer, pad, args.max_length, model.context_length)
     runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
@@ -258,17 +275,23 @@ def run(args, explicit):
     settings = TrainSettings(epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
                              amp_dtype=runtime.amp_dtype, sample_tokens=0)
     torch.manual_seed(args.seed)  # the book seeds the new head
-    model = make_classifier(model, len(classes), args.trainable)
-    print(f"model: {start_path}, {model.impl} layers, {args.trainable} trainable, class read off the "
+    model = make_classifier(model, len(classes), "head" if lora is not None else args.trainable)
+    if lora is not None:
+        adapt_classifier(model, lora, args.book)
+    trained = f"LoRA rank {lora.rank}" if lora is not None else f"{args.trainable} trainable"
+    print(f"model: {start_path}, {model.impl} layers, {trained}, class read off the "
           f"{args.token} token, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}")
+    if lora is not None:
+        print(trainable_count(model))
     task, loaders = make_task(args, model, texts, device, settings)
     before_training(task, model, loaders, device, settings, args.seed)
     set_seed(args.seed)  # the book seeds again before training
     optimizer = (torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1) if args.book
                  else make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw))
+    lora_entry = None if lora is None else {"config": lora.to_dict(), "base": base, "book": args.book}
     state = train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out,
                            {"classes": classes, "token": args.token, "max_length": texts[0].max_length,
-                            "pad_id": pad, "trainable": args.trainable})
+                            "pad_id": pad, "trainable": args.trainable}, lora_entry)
     after_training(task, model, loaders, device, settings, classes)
     print(f"saved the classifier to {out} (python -m ch06_classification.classify --checkpoint {out} \"text\")")
     return state
@@ -280,8 +303,9 @@ def make_task(args, model, texts, device, settings):
     if args.book:
         loaders = make_loaders([BookTexts(t) for t in texts], args.batch_size, args.seed)
         return BookTask(loaders[0], loaders[1]), loaders
-    first = first_trained(model, args.trainable)
-    cached = args.trainable != "all"
+    lora = args.lora_rank is not None  # adapters in every block: nothing before them is fixed
+    first = 0 if lora else first_trained(model, args.trainable)
+    cached = args.trainable != "all" and not lora
     datasets = ([CachedTexts(cache_hidden(model, t, first, device, lambda: _autocast(settings, device)), t)
                  for t in texts] if cached else texts)
     loaders = make_loaders(datasets, args.batch_size, args.seed)
@@ -307,9 +331,9 @@ def before_training(task, model, loaders, device, settings, seed):
         print(f"{name} loss: {loss:.3f}")
 
 
-def train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, classifier):
+def train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, classifier, lora=None):
     """Chapter 5's trainer with the classifier's task; the checkpoint written atomically at the end, or at a
-    Ctrl-C (exit 130)."""
+    Ctrl-C (exit 130). With ``lora`` (its config and base) it holds the adapters and the head alone."""
     progress_args = argparse.Namespace(no_progress=args.no_progress, batch_size=args.batch_size,
                                        context_length=classifier["max_length"])
     stop = StopRequest()
@@ -318,7 +342,8 @@ def train_and_save(args, model, optimizer, task, loaders, device, settings, toke
         with stop.shielded(out):
             save_checkpoint(out, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
                             tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(),
-                            rng=state.rng_now, run_options=vars(args), classifier=classifier)
+                            rng=state.rng_now, run_options=vars(args), classifier=classifier, lora=lora,
+                            model_state=None if lora is None else trained_state(model))
 
     try:
         with stop.installed():

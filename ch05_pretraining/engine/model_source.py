@@ -96,17 +96,24 @@ def load_checkpoint_model(path, device="cpu", n_heads=None):
 
 def adapted_model(ckpt, path, device="cpu"):
     """A LoRA checkpoint's base (the path it names, checked by fingerprint) with its adapters."""
-    base = find_base(ckpt["lora"]["base"], path)
-    model = load_weights_path(base, device)
-    check_base(model, ckpt["lora"]["base"], f"checkpoint '{path}'", base)
+    model, _ = load_base(ckpt["lora"]["base"], path, device)
     add_lora(model, LoRAConfig.from_dict(ckpt["lora"]["config"]))
     apply_checkpoint(ckpt, model, source=f"checkpoint '{path}'")
     return model
 
 
 def base_record(path, model) -> dict:
-    """What a LoRA checkpoint keeps of its base: the path (absolute) and the weights' fingerprint."""
-    return {"path": str(Path(path).resolve()), "fingerprint": fingerprint(model)}
+    """What a LoRA checkpoint keeps of its base: the path (absolute), the weights' fingerprint and the head
+    count (which a bare state dict does not hold)."""
+    return {"path": str(Path(path).resolve()), "fingerprint": fingerprint(model), "n_heads": model.cfg.n_heads}
+
+
+def load_base(record, checkpoint, device="cpu"):
+    """``(model, path)`` of the base a LoRA checkpoint names (``find_base``), checked by fingerprint."""
+    path = find_base(record, checkpoint)
+    model = load_weights_path(path, device, record.get("n_heads"))
+    check_base(model, record, f"checkpoint '{checkpoint}'", path)
+    return model, path
 
 
 def find_base(record, checkpoint) -> Path:
