@@ -52,7 +52,8 @@ def fingerprint(model) -> str:
             continue
         name = name.replace(".linear.", ".")  # an adapted layer's weight under its plain name
         flat = tensor.detach().reshape(-1)
-        picks = flat[torch.linspace(0, flat.numel() - 1, min(SAMPLES, flat.numel())).long()] if flat.numel() else flat
+        n = flat.numel()
+        picks = flat[torch.arange(min(SAMPLES, n)) * (n - 1) // max(min(SAMPLES, n) - 1, 1)] if n else flat
         digest.update(f"{name}:{tuple(tensor.shape)}".encode())
         digest.update(picks.to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
