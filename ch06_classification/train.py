@@ -35,9 +35,10 @@ from ch02_text.hardware import pick_device
 from ch02_text.option_types import positive_float, positive_int, unit_interval
 from ch02_text.safe_files import check_writable
 from ch02_text.seeds import set_seed
-from ch05_pretraining.checkpoint import save_checkpoint
+from ch05_pretraining.checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
 from ch05_pretraining.engine.lora_options import add_lora_arguments, lora_config_of, trainable_count
 from ch05_pretraining.engine.model_source import base_record, load_model_path
+from ch05_pretraining.engine.resume import merge_resume_options, restore
 from ch05_pretraining.engine.runtime import Runtime
 from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
 from ch05_pretraining.previous_chapters import tokenizer_to_dict
@@ -55,6 +56,11 @@ from .tail import TOKEN_RULES, TRAINABLE, BookTask, CachedTexts, EpochSteps, Tai
 DEFAULT_OUT = "checkpoints/classifier.pt"
 BOOK = {"trainable": "last-block", "token": "last", "batch_size": 8, "lr": 5e-5, "eval_freq": 50, "eval_iter": 5,
         "seed": 123, "val_fraction": 0.1, "test_fraction": 0.2}  # --book's settings (and the defaults)
+# --resume keeps these as saved (they decide the data, its order or the model); the schedule may change
+FIXED_ON_RESUME = ("data", "classes", "val_fraction", "test_fraction", "val_file", "test_file", "balance",
+                   "max_length", "init_from", "n_heads", "trainable", "token", "batch_size", "seed", "book", "no_amp",
+                   "max_steps", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "lora_scale")
+SCHEDULE_OPTIONS = ("epochs", "lr", "eval_freq", "eval_iter")
 BOOK_ONLY_DEFAULTS = ("data", "val_file", "test_file", "classes", "max_length", "no_amp")  # --book refuses these
 
 
@@ -106,6 +112,9 @@ def build_parser():
                           "book's printed values")
     run.add_argument("--no-amp", action="store_true", help="no bf16 autocast on the fast path")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    run.add_argument("--resume", default=None,
+                     help="continue the run saved in this checkpoint (written at the end or at a Ctrl-C), with its "
+                          "own data and model; --epochs, --lr, --eval-freq and --eval-iter may change")
     add_device_argument(run)
     add_lora_arguments(p)
     return p
@@ -257,6 +266,17 @@ def main(argv=None):
 
 
 def run(args, explicit):
+    resume = None
+    if args.resume:
+        resume = read_checkpoint(args.resume)
+        if not resume.get("classifier"):
+            raise UserInputError(f"--resume '{args.resume}' is not a classifier's checkpoint: resume a language model "
+                                 "with python -m ch05_pretraining.train --resume")
+        options, changes = merge_resume_options(vars(args), explicit, resume, args.resume, FIXED_ON_RESUME,
+                                                SCHEDULE_OPTIONS)
+        args = argparse.Namespace(**{**options, "out": options.get("out") if "out" in explicit else args.resume})
+        for line in changes:
+            print(f"resume: {line}")
     check_book(args, explicit)
     lora = lora_config_of(args, explicit)
     if lora is not None and "trainable" in explicit:
@@ -284,12 +304,18 @@ def run(args, explicit):
     if lora is not None:
         print(trainable_count(model))
     task, loaders = make_task(args, model, texts, device, settings)
-    before_training(task, model, loaders, device, settings, args.seed)
+    if resume is None:
+        before_training(task, model, loaders, device, settings, args.seed)
     set_seed(args.seed)  # the book seeds again before training
     optimizer = (torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1) if args.book
                  else make_optimizer(model, args.lr, 0.1, fused=runtime.fused_adamw))
+    state = None
+    if resume is not None:
+        apply_checkpoint(resume, model, source=f"--resume '{args.resume}'")
+        state = restore(resume, model, optimizer, settings, betas=(0.9, 0.999), weight_decay=0.1, epochs=args.epochs,
+                        source=f"--resume '{args.resume}'")
     lora_entry = None if lora is None else {"config": lora.to_dict(), "base": base, "book": args.book}
-    state = train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out,
+    state = train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, state,
                            {"classes": classes, "token": args.token, "max_length": texts[0].max_length,
                             "pad_id": pad, "trainable": args.trainable}, lora_entry)
     after_training(task, model, loaders, device, settings, classes)
@@ -331,7 +357,8 @@ def before_training(task, model, loaders, device, settings, seed):
         print(f"{name} loss: {loss:.3f}")
 
 
-def train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, classifier, lora=None):
+def train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, state, classifier,
+                   lora=None):
     """Chapter 5's trainer with the classifier's task; the checkpoint written atomically at the end, or at a
     Ctrl-C (exit 130). With ``lora`` (its config and base) it holds the adapters and the head alone."""
     progress_args = argparse.Namespace(no_progress=args.no_progress, batch_size=args.batch_size,
@@ -348,14 +375,15 @@ def train_and_save(args, model, optimizer, task, loaders, device, settings, toke
     try:
         with stop.installed():
             state, seconds, _ = train_with_progress(model, optimizer, EpochSteps(loaders[0], args.max_steps),
-                                                    loaders[1], device, settings, None, None, progress_args,
+                                                    loaders[1], device, settings, None, state, progress_args,
                                                     stop=stop, task=task)
             save(state)
     except KeyboardInterrupt:
         print(f"interrupted again: stopped at once without saving; {out} is as it was", file=sys.stderr)
         raise SystemExit(130) from None
     if stop.requested:
-        print(f"interrupted: saved the classifier as trained so far to {out}", file=sys.stderr)
+        print(f"interrupted: saved the classifier as trained so far to {out} (continue with --resume {out})",
+              file=sys.stderr)
         raise SystemExit(130)
     print(f"Training completed in {seconds / 60:.2f} minutes.")
     return state

@@ -1,6 +1,7 @@
 """LoRA in chapter 6's classifier (issue 34): the fast path trains adapters and the new head only, its checkpoint
 holds them and the base's fingerprint and classify reads it back to the same predictions; --book with LoRA runs
-appendix E and refuses what contradicts it."""
+appendix E and refuses what contradicts it; --resume (after the end or a Ctrl-C) continues bit for bit, with
+LoRA or without (issue 33)."""
 
 import pytest
 import torch
@@ -56,3 +57,47 @@ def test_book_with_lora_is_appendix_e_and_refuses_other_settings(base_pth, tmp_p
                                              "--n-heads", "4", "--lora-rank", "4", "--lora-targets", "head",
                                              "--out", str(tmp_path / "c.pt")], "new head trains whole")
     assert not (tmp_path / "c.pt").exists()
+
+
+@pytest.mark.parametrize("lora", [[], ["--lora-rank", "2", "--lora-dropout", "0.2"]])
+def test_resume_is_bit_for_bit(lora, base_pth, tmp_path):
+    """Two epochs at once, or one and then --resume --epochs 2: the same tensors and the same printed losses."""
+    common = ["--data", str(write_data(tmp_path, "tsv")), "--init-from", str(base_pth), "--n-heads", "4",
+              "--batch-size", "4", "--eval-freq", "3", "--no-progress", "--trainable", "all", *lora]
+    if lora:
+        common.remove("--trainable"), common.remove("all")
+    whole = run_cli([*common, "--epochs", "2", "--out", str(tmp_path / "whole.pt")])
+    first = run_cli([*common, "--epochs", "1", "--out", str(tmp_path / "half.pt")])
+    second = run_cli(["--resume", str(tmp_path / "half.pt"), "--epochs", "2", "--no-progress"])
+    assert "resume: --epochs: 1 -> 2" in second
+    a, b = read_checkpoint(tmp_path / "whole.pt")["model"], read_checkpoint(tmp_path / "half.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [line for line in whole.splitlines() if line.startswith("Ep ")]
+    assert steps == [line for line in (first + second).splitlines() if line.startswith("Ep ")]
+
+
+def test_ctrl_c_saves_and_resume_continues_bit_for_bit(base_pth, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from ch06_classification.tail import TailTask
+
+    common = ["--data", str(write_data(tmp_path, "tsv")), "--init-from", str(base_pth), "--n-heads", "4",
+              "--batch-size", "4", "--eval-freq", "2", "--no-progress", "--epochs", "1"]
+    run_cli([*common, "--out", str(tmp_path / "whole.pt")])
+    calls, loss = [], TailTask.loss
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C during the third step: the run stops after it
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss(self, *args, **kwargs)
+    monkeypatch.setattr(TailTask, "loss", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        run_cli([*common, "--out", str(tmp_path / "cut.pt")])
+    assert exc.value.code == 130 and "continue with --resume" in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "cut.pt")["trainer_state"]["global_step"] == 2
+    monkeypatch.setattr(TailTask, "loss", loss)
+    run_cli(["--resume", str(tmp_path / "cut.pt"), "--no-progress"])
+    a, b = read_checkpoint(tmp_path / "whole.pt")["model"], read_checkpoint(tmp_path / "cut.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -33,17 +33,18 @@ RENAMED = {"experts_per_token": "n_experts_per_token"}  # options of earlier ver
 CONFIG_OPTIONS = ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "tie_weights")
 
 
-def merge_resume_options(options: dict, explicit: dict, ckpt: dict, path) -> tuple[dict, list[str]]:
+def merge_resume_options(options: dict, explicit: dict, ckpt: dict, path, fixed=FIXED_ON_RESUME,
+                         schedule=SCHEDULE_OPTIONS) -> tuple[dict, list[str]]:
     """``(options, changes)``: the saved run's options where none was given (``explicit``: those given on the
     command line), changes to the model or the data order refused; ``changes`` the schedule changes, as lines
-    to report."""
+    to report. ``fixed``/``schedule``: another command's lists (chapter 6's classifier)."""
     saved = {RENAMED.get(k, k): v for k, v in (ckpt.get("run_options") or {}).items()}
     cfg = ckpt["config"]  # what older checkpoints, without run_options, are checked against
     known = {k: cfg[k] for k in CONFIG_OPTIONS if k in cfg}
     if cfg:
         known.update(book=checkpoint_impl(ckpt) == "book", arch=validate_config(cfg).family)
     options = dict(options)
-    for name in FIXED_ON_RESUME:
+    for name in fixed:
         have = saved.get(name, known.get(name))
         if name in explicit and have is not None and explicit[name] != have:
             flag = "--" + name.replace("_", "-")
@@ -53,7 +54,7 @@ def merge_resume_options(options: dict, explicit: dict, ckpt: dict, path) -> tup
         if name in saved:
             options[name] = saved[name]
     changes = []
-    for name in SCHEDULE_OPTIONS:
+    for name in schedule:
         if name not in saved:
             continue
         if name in explicit and explicit[name] != saved[name]:
