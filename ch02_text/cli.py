@@ -73,3 +73,18 @@ def cli_errors():
         if exc.filename is None:
             raise
         report(f"cannot use '{exc.filename}': {exc.strerror or exc}: check the path, free space and permissions")
+
+
+class GivenOnly(argparse.Namespace):
+    """A namespace in which every option already seems set, so argparse fills in no defaults: parsed into it,
+    the command line leaves only the options it gives."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # argparse's own bookkeeping (unrecognised arguments), dunders
+            raise AttributeError(name)
+        return None
+
+
+def explicit_options(parser, argv) -> dict:
+    """The options given on the command line (not their defaults), by destination name."""
+    return vars(parser.parse_args(argv, namespace=GivenOnly()))

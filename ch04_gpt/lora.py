@@ -183,15 +183,31 @@ class AdaptedLinear(nn.Module):
         self.merged = False
 
     def forward(self, x):
+        if torch.is_autocast_enabled(x.device.type):  # cast once for the frozen layer and the adapters
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         out = self.linear(x)
         if self.merged:
             return out
-        h = self.dropout(x)
+        a, b = self.stacked()
+        return out + (self.dropout(x) @ a) @ b  # the scale is in b: a (rank x out) product, not an output one
+
+    def stacked(self):
+        """Every adapter's A side by side (in, k * rank) and their B, scaled, block-diagonally (k * rank, out):
+        one product for all parts (zeros where a part has no adapter)."""
+        loras = list(self.adapters.values())
         if len(self.parts) == 1:
-            return out + next(iter(self.adapters.values()))(h)
-        deltas = [self.adapters[name](h) if name in self.adapters else out.new_zeros(*out.shape[:-1], size)
-                  for name, size in self.parts.items()]
-        return out + torch.cat(deltas, dim=-1)
+            return loras[0].A, loras[0].B * loras[0].scale
+        rank = loras[0].A.shape[1]
+        b = loras[0].B.new_zeros(rank * len(loras), self.linear.out_features)
+        start, row = 0, 0
+        for name, size in self.parts.items():
+            if name in self.adapters:
+                lora = self.adapters[name]
+                b = b.index_put((torch.arange(row, row + rank, device=b.device)[:, None],
+                                 torch.arange(start, start + size, device=b.device)[None, :]), lora.B * lora.scale)
+                row += rank
+            start += size
+        return torch.cat([lora.A for lora in loras], dim=1), b
 
     def delta_weight(self) -> torch.Tensor:
         """The change of the whole frozen weight (out, in), zero rows for the parts without an adapter."""

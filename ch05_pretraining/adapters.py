@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ from ch02_text.errors import UserInputError
 from ch02_text.safe_files import atomic_write_bytes, check_folder
 
 from .hf_weights import hf_name, qkv_names, transposed
-from .previous_chapters import GPTModel, LoRAConfig, adaptable_linears, add_lora, adapted_layers, read_json_file
+from .previous_chapters import GPTModel, LoRAConfig, adaptable_linears, add_lora, adapted_layers, read_json_file  # noqa: F401 (GPTModel: the docstring's)
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."  # PEFT's names: the PeftModel's base_model (LoraModel) holds the model

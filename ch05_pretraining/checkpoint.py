@@ -33,7 +33,7 @@ class CheckpointError(UserInputError):
 
 def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=None,
                     trainer_state=None, rng=None, run_options=None, model_state=None, optimizer_state=None,
-                    classifier=None, lora=None) -> Path:
+                    classifier=None, lora=None, chat=None) -> Path:
     """Write a resumable checkpoint atomically; returns the path.
 
     ``run_options``: the command-line options of the run (plain values), so a resume can
@@ -41,6 +41,8 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
     states gathered already (a sharded model's, see engine/sharding.py) instead of the objects' own.
     ``lora``: the adapters' config and their base's path and fingerprint, for a ``model_state`` of the trained
     tensors alone (``adapter_state_dict``).
+    ``chat``: an instruction-tuned model's prompt style: ``prompt_style``, ``chat_template`` (Jinja) and
+    ``eos_token``, which ``generate --chat`` renders and stops at.
     ``classifier``: for a model whose output head is a classification head (chapter 6), what it classifies
     (class names, how texts are read); language-model loaders refuse such a checkpoint (``check_language_model``).
     """
@@ -64,6 +66,8 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, epoch=0, tokenizer=N
         payload["classifier"] = classifier
     if lora is not None:  # LoRA: "model" holds the trained tensors only; the base is named here (adapters.py)
         payload["lora"] = lora
+    if chat is not None:  # an instruction-tuned model's prompt style as a chat template (chapter 7)
+        payload["chat"] = chat
     path = Path(path)
     with atomic_writer(path, direct=True) as f, without_zip_checksums():  # streamed: no copy of ~2 GB in memory
         torch.save(payload, f)

@@ -31,7 +31,7 @@ import torch
 from ch02_text.cli import CliParser, add_device_argument, cli_errors
 from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
-from ch02_text.option_types import nonneg_float, nonneg_int, positive_int, probability_mass
+from ch02_text.option_types import nonneg_float, nonneg_int, probability_mass
 from ch02_text.seeds import set_seed
 from ch02_text.text_stream import TextStream
 

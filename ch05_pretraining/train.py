@@ -43,7 +43,7 @@ import torch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ch02_text.cli import CliParser, add_device_argument, cli_errors
+from ch02_text.cli import CliParser, add_device_argument, cli_errors, explicit_options
 from ch02_text.errors import UserInputError
 from ch02_text.figures import save_figure
 from ch02_text.hardware import pick_device
@@ -59,7 +59,8 @@ from .engine.resume import merge_resume_options, restore
 from .engine.runtime import Runtime, finish_distributed, init_distributed, seconds_since_process_start
 from .engine.sharding import full_state, shard
 from .engine.token_data import load_datasets
-from .engine.trainer import PhaseClock, StopRequest, Trainer, TrainSettings, TrainState, make_optimizer
+from .engine.progress import train_with_progress
+from .engine.trainer import PhaseClock, StopRequest, TrainSettings, make_optimizer
 from .hf_weights import load_hf
 from .adapters import read_peft_folder
 from .previous_chapters import (
@@ -195,21 +196,6 @@ def add_run_options(p):
                           "evaluation, samples, checkpoints, plot")
     run.add_argument("--compile", action="store_true",
                      help="torch.compile the model (opt-in: measured slower on CPU here, see bench/README.md)")
-
-
-class GivenOnly(argparse.Namespace):
-    """A namespace in which every option already seems set, so argparse fills in no defaults: parsed into it,
-    the command line leaves only the options it gives."""
-
-    def __getattr__(self, name):
-        if name.startswith("_"):  # argparse's own bookkeeping (unrecognised arguments), dunders
-            raise AttributeError(name)
-        return None
-
-
-def explicit_options(parser, argv) -> dict:
-    """The options given on the command line (not their defaults), by destination name."""
-    return vars(parser.parse_args(argv, namespace=GivenOnly()))
 
 
 def plural(n: int, word: str) -> str:
@@ -610,38 +596,6 @@ def print_run_header(model, cfg, settings, device, world_size, data_path, train_
           f"tokenizer {describe_tokenizer(tokenizer)}"
           + (f"; budget {settings.max_steps:,} steps" if settings.max_steps else ""))
 
-
-def train_with_progress(model, optimizer, train_loader, val_loader, device, settings, tokenizer, state, args,
-                        on_step=None, is_main=True, clock=None, stop=None, task=None):
-    """Run the trainer with a progress bar on a terminal and Ctrl-C as a clean stop (``stop.requested``);
-    ``task``: what is trained for (None: a language model; chapter 6 passes its classifier's).
-
-    Returns ``(state, seconds, tokens trained in this process)``.
-    """
-    progress = None
-    if is_main and not args.no_progress and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        tokens_per_batch = args.batch_size * args.context_length
-        done = 0 if state is None else state.epoch * len(train_loader) + state.batch_in_epoch
-        batches = (settings.max_steps * settings.grad_accum if settings.max_steps
-                   else settings.epochs * len(train_loader))
-        progress = tqdm(total=batches * tokens_per_batch,
-                        initial=done * tokens_per_batch, unit="tok", unit_scale=True, dynamic_ncols=True,
-                        file=sys.stderr)
-    log = progress.write if progress is not None else print if is_main else (lambda *_: None)
-    trainer = Trainer(model, optimizer, train_loader, val_loader, device, settings,
-                      tokenizer=tokenizer, log=log, progress=progress, on_step=on_step, is_main=is_main,
-                      clock=clock, task=task)
-    stop = StopRequest() if stop is None else stop
-    start_time, start_tokens = time.perf_counter(), 0 if state is None else state.tokens_seen
-    try:
-        with stop.installed():
-            state = trainer.fit(state, stop=stop)
-    finally:
-        if progress is not None:
-            progress.close()
-    return state, time.perf_counter() - start_time, state.tokens_seen - start_tokens
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ classification head. What a checkpoint keeps is ``trained_state``: the adapters 
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401 (the docstring's)
 
 from ch02_text.errors import UserInputError
 

@@ -140,3 +140,16 @@ class LabelledTexts(Dataset):
 
     def __len__(self):
         return len(self.labels)
+
+
+def pad_id(tokenizer) -> int:
+    """The tokenizer's own pad token, else its end-of-text token."""
+    config = getattr(tokenizer, "config", {}) or {}
+    pad = config.get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    found = tokenizer.token_id(pad) if pad and hasattr(tokenizer, "token_id") else None
+    found = found if found is not None else getattr(tokenizer, "eot_token", None)
+    if found is None:
+        raise UserInputError("the model's tokenizer has neither a pad nor an end-of-text token to pad texts with: "
+                             "start from a model whose tokenizer has one")
+    return found

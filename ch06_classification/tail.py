@@ -239,7 +239,7 @@ class EpochSteps:
 
     def __init__(self, loader: DataLoader, steps: int | None):
         self.loader, self.steps = loader, steps
-        self.dataset = loader.dataset
+        self.dataset = getattr(loader, "dataset", None)
 
     def __len__(self):
         return len(self.loader) if self.steps is None else min(self.steps, len(self.loader))

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ch02_text.cli import CliParser, add_device_argument, cli_errors
+from ch02_text.cli import CliParser, add_device_argument, cli_errors, explicit_options
 from ch02_text.data_files import find_data_file
 from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
@@ -39,13 +39,13 @@ from ch05_pretraining.checkpoint import apply_checkpoint, read_checkpoint, save_
 from ch05_pretraining.engine.lora_options import add_lora_arguments, lora_config_of, trainable_count
 from ch05_pretraining.engine.model_source import base_record, load_model_path
 from ch05_pretraining.engine.resume import merge_resume_options, restore
+from ch05_pretraining.engine.progress import train_with_progress
 from ch05_pretraining.engine.runtime import Runtime
 from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
 from ch05_pretraining.previous_chapters import tokenizer_to_dict
-from ch05_pretraining.train import explicit_options, train_with_progress
 
 from .adapted import APPENDIX_E, adapt_classifier, trained_state
-from .labelled_data import LabelledTexts, balance, class_names, encode, read_labelled
+from .labelled_data import LabelledTexts, balance, class_names, encode, pad_id, read_labelled
 from .metrics import classification_report
 from .pretrained import GPT2_WEIGHTS, gpt2_weights_path
 from .previous_chapters import GPTModel
@@ -180,19 +180,6 @@ def _file_rows(path, classes, flag):
     rows = read_labelled(path)
     class_names(rows + [(name, "") for name in classes], classes, flag)  # every label one of the classes
     return encode(rows, classes)
-
-
-def pad_id(tokenizer) -> int:
-    """The tokenizer's own pad token, else its end-of-text token."""
-    config = getattr(tokenizer, "config", {}) or {}
-    pad = config.get("pad_token")
-    pad = pad.get("content") if isinstance(pad, dict) else pad
-    found = tokenizer.token_id(pad) if pad and hasattr(tokenizer, "token_id") else None
-    found = found if found is not None else getattr(tokenizer, "eot_token", None)
-    if found is None:
-        raise UserInputError("the model's tokenizer has neither a pad nor an end-of-text token to pad texts with: "
-                             "start from a model whose tokenizer has one")
-    return found
 
 
 def make_texts(train, val, test, tokenizer, pad, max_length, context_length):

@@ -34,11 +34,10 @@ from ch07_instructions.instruction_data import format_input, format_response, lo
 from ch07_instructions.judge import (
     JUDGE_MODEL, OLLAMA_URL, START_HINT, generate_model_scores, judge_errors, query_model, score_prompt, server_answers,
 )
-from ch07_instructions.loaders import FirstBatches
 from ch07_instructions.pretrained import choose_starting_model
 from ch07_instructions.previous_chapters import (
-    TINY_SIZES, calc_loss_loader, generate, gpt2_tokenizer, plot_losses, text_to_token_ids, token_ids_to_text,
-    train_model_simple,
+    TINY_SIZES, EpochSteps, calc_loss_loader, generate, gpt2_tokenizer, plot_losses, text_to_token_ids,
+    token_ids_to_text, train_model_simple,
 )
 from ch07_instructions.responses import (
     RESPONSES_FILE, add_model_responses, extract_response, generate_response, print_response, sft_file_name,
@@ -335,7 +334,7 @@ print("Validation loss:", val_loss)
 # %% [markdown]
 # The book's two epochs (AdamW, lr 5e-5, weight decay 0.1), evaluating every 5 steps on 5 batches and printing
 # the answer to the first validation instruction after each epoch. `--max-steps N` hands the loop a loader of
-# N batches an epoch (`FirstBatches` in `loaders.py`): a quick look, not the book's run.
+# N batches an epoch (chapter 6's `EpochSteps`): a quick look, not the book's run.
 
 # %%
 start_time = time.time()
@@ -347,7 +346,7 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=0.00005, weight_decay=0.1)
 num_epochs = ARGS.epochs
 
 train_losses, val_losses, tokens_seen = train_model_simple(
-    model, FirstBatches(train_loader, ARGS.max_steps), val_loader, optimizer, device,
+    model, EpochSteps(train_loader, ARGS.max_steps), val_loader, optimizer, device,
     num_epochs=num_epochs, eval_freq=5, eval_iter=5,
     start_context=format_input(val_data[0]), tokenizer=tokenizer
 )

@@ -14,7 +14,7 @@ from ch02_text.errors import UserInputError  # noqa: E402
 from ch04_gpt.lora import LoRAConfig, adapted_layers, add_lora, merge_and_unload  # noqa: E402
 from ch05_pretraining.adapters import fingerprint, read_peft_folder, write_peft_folder  # noqa: E402
 from ch05_pretraining.hf_weights import load_hf  # noqa: E402
-from hf_tiny import COMMON, IDS, randomise, tiny_hf  # noqa: E402
+from hf_tiny import IDS, randomise, tiny_hf  # noqa: E402
 
 FAMILIES = ["gpt2", "llama", "qwen3", "qwen3_moe", "gemma3_text", "mistral", "olmo2"]
 TARGETS = {"gpt2": ("all-linear", "head"), "qwen3_moe": ("attention",), "gemma3_text": ("all-linear",),

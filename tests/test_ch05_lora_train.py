@@ -132,7 +132,6 @@ def test_peft_folders_out_and_in_through_the_commands(corpus, tmp_path, capsys):
     from hf_tiny import tiny_hf
 
     from ch05_pretraining.export import main as export
-    from ch05_pretraining.generate import main as generate
 
     tiny_hf("mistral").save_pretrained(tmp_path / "base")
     lora_run(corpus, tmp_path / "base", tmp_path / "lora.pt", "--tokenizer", "char", "--max-steps", "2",

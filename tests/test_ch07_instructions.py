@@ -116,9 +116,9 @@ def test_the_train_loaders_batches_have_the_books_shapes(data):
 
 def test_first_batches_stop_each_pass_and_count_what_they_yield():
     from ch05_pretraining.loss import calc_loss_loader
-    from ch07_instructions.loaders import FirstBatches
+    from ch07_instructions.previous_chapters import EpochSteps
 
-    loader = FirstBatches([(torch.tensor([[1]]), torch.tensor([[1]]))] * 10, 3)
+    loader = EpochSteps([(torch.tensor([[1]]), torch.tensor([[1]]))] * 10, 3)
     assert len(list(loader)) == len(loader) == 3 == len(list(loader))
     seen = []
     calc_loss_loader(loader, lambda ids: seen.append(1) or torch.zeros(1, 1, 2), "cpu", num_batches=5)

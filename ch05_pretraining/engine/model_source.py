@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ch02_text.errors import UserInputError
 from ch02_text.option_types import positive_int
 
@@ -21,7 +23,7 @@ from ..checkpoint import CheckpointError, apply_checkpoint, check_format, load_t
 from ..gpt2_weights import load_gpt2_safetensors
 from ..hf_weights import load_hf
 from ..previous_chapters import (
-    LoRAConfig, adapted_layers, add_lora, choose_tokenizer, merge_and_unload, names_tokenizer, tokenizer_from_dict,
+    GPTModel, LoRAConfig, adapted_layers, add_lora, choose_tokenizer, merge_and_unload, names_tokenizer, tokenizer_from_dict,
 )
 
 DEFAULT_PROMPT = "Every effort moves you"
@@ -143,6 +145,25 @@ def load_weights_path(path, device="cpu", n_heads=None):
     if path.is_dir() or path.suffix == ".safetensors":
         return load_gpt2_safetensors(path, device=device)
     return merge_and_unload(load_checkpoint_model(path, device, n_heads)[0])  # a LoRA checkpoint's, merged
+
+
+def without_dropout(model):
+    """``model`` built with ``drop_rate`` 0 (fine-tuning as the book's chapters 6 and 7 do), its tensors shared,
+    not copied: the module attributes that hold the rate are set where the model is built."""
+    if model.cfg.drop_rate == 0:
+        return model
+    with torch.device("meta"):
+        plain = GPTModel(model.cfg.replace(drop_rate=0.0), impl=model.impl)
+    plain.load_state_dict(model.state_dict(), assign=True)
+    if plain.cfg.tie_weights:
+        plain.out_head.weight = plain.tok_emb.weight
+    device = model.tok_emb.weight.device
+    for rope in getattr(plain, "rope", {}).values():
+        rope.reset_buffers(device)  # non-persistent buffers: computed, not read
+    for name, buffer in model.named_buffers():  # the book's causal masks, if any
+        if not name.startswith("rope"):
+            plain.get_buffer(name).data = buffer
+    return plain.train(model.training)
 
 
 def load_model_path(path, tokenizer=None, device="cpu", n_heads=None, merge=True):

@@ -47,7 +47,7 @@ def training_drafts(loader, limit: int = 100_000) -> Drafts:
         return Drafts()
     length = len(dataset[0][0])
     step = max(1, math.ceil(len(dataset) * length / limit))
-    return Drafts([dataset[i][0].tolist() for i in range(0, len(dataset), step)])
+    return Drafts([list(map(int, dataset[i][0])) for i in range(0, len(dataset), step)])  # tensors or lists
 
 
 class LanguageModelTask:
