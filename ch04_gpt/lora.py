@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -180,13 +181,13 @@ class AdaptedLinear(nn.Module):
                                                        config.scaling)
                                        for name, size in self.parts.items() if name in targeted})
         self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
-        self.merged = False
+        self.merged = self.disabled = False
 
     def forward(self, x):
         if torch.is_autocast_enabled(x.device.type):  # cast once for the frozen layer and the adapters
             x = x.to(torch.get_autocast_dtype(x.device.type))
         out = self.linear(x)
-        if self.merged:
+        if self.merged or self.disabled:
             return out
         a, b = self.stacked()
         return out + (self.dropout(x) @ a) @ b  # the scale is in b: a (rank x out) product, not an output one
@@ -299,6 +300,19 @@ def add_lora(model, config: LoRAConfig) -> list[str]:
 
 def adapted_layers(model) -> dict:
     return {name: m for name, m in model.named_modules() if isinstance(m, AdaptedLinear)}
+
+
+@contextlib.contextmanager
+def adapters_off(model):
+    """The model without its adapters for as long as the context lasts: its base (DPO's reference, no copy)."""
+    layers = adapted_layers(model).values()
+    for layer in layers:
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.disabled = False
 
 
 def adapter_state_dict(model) -> dict:

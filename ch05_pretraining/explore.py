@@ -15,17 +15,14 @@ Ctrl-C stops the server.
 
 from __future__ import annotations
 
-import errno
-import socket
 import sys
 import webbrowser
 
 from ch02_text.cli import CliParser, add_device_argument, cli_errors
-from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
 from ch02_text.option_types import port_number
 
-from .engine.explorer import Explorer, make_server
+from .engine.explorer import Explorer, bind
 from .engine.model_source import add_source_arguments, load_model_of
 from .previous_chapters import decode_dtype
 
@@ -41,24 +38,6 @@ def build_parser():
                    help="weights while exploring: auto = bfloat16 where the processor has bf16, else float32")
     add_device_argument(p)
     return p
-
-
-def bind(host: str, port: int):
-    """The server's socket, bound before the model loads: a port in use is found at once."""
-    if not host.strip():
-        raise UserInputError("--host is empty: give an address, 127.0.0.1 for this computer only")
-    try:
-        return make_server(None, host, port)
-    except socket.gaierror:
-        raise UserInputError(f"--host {host!r} is not an address of this computer: use 127.0.0.1") from None
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise UserInputError(f"--port {port} is in use on {host}: give another --port, or --port 0 for any "
-                                 "free one") from None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise UserInputError(f"--port {port} needs administrator rights: use a port above 1023") from None
-        raise UserInputError(f"cannot serve on --host {host} ({exc.strerror or exc}): give an address of this "
-                             "computer, such as 127.0.0.1") from None
 
 
 def main(argv=None):

@@ -12,7 +12,9 @@
 A checkpoint brings its tokenizer (GPT-2's, characters, a trained BPE, or a model folder's tokenizer.json)
 and architecture; --hf reads a Hugging Face folder (Llama 3, Qwen3, Gemma 3, Mistral, Mixtral, OLMo 2/3,
 GPT-2) with its tokenizer.json. --chat (with --interactive) keeps a conversation through the folder's chat
-template and stops each reply at the model's end-of-turn ids; ":reset" starts a new conversation.
+template and stops each reply at the model's end-of-turn ids; ":reset" starts a new conversation. A checkpoint
+of chapter 7's instruction tuning keeps its prompt style (alpaca, phi3 or the folder's template): --chat talks
+to it in that style, and --prompt "..." asks it one instruction in it and prints the answer.
 
 Interactive commands: any text generates a continuation (streamed; Ctrl-C stops it and
 returns to the prompt); ":top N TEXT" shows the N most likely next tokens with
@@ -35,6 +37,7 @@ from ch02_text.option_types import nonneg_float, nonneg_int, probability_mass
 from ch02_text.seeds import set_seed
 from ch02_text.text_stream import TextStream
 
+from .engine.chat import ChatFormat, checkpoint_chat
 from .engine.model_source import add_source_arguments, load_model_of
 from .previous_chapters import decode_dtype, generate_batch, pack_for_decoding, render_chat
 from .sampling import SamplingSettings, generate, make_sampler
@@ -72,10 +75,11 @@ OPTIONAL_SETTINGS = ("top_k", "top_p")
 class Session:
     """The model, its tokenizer and the sampling settings; one method per interactive command."""
 
-    def __init__(self, model, tokenizer, device, settings: SamplingSettings, eos_id=None, chat=False):
+    def __init__(self, model, tokenizer, device, settings: SamplingSettings, eos_id=None, chat=None):
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.settings, self.eos_id = settings, eos_id
-        self.chatting, self.history = chat, []  # --chat: the conversation so far
+        self.format, self.history = chat, []  # --chat: the ChatFormat and the conversation so far
+        self.chatting = chat is not None
 
     def complete(self, prompt: str, on_text=None) -> str:
         """Prompt + continuation; ``on_text(piece)`` receives the new text as it is generated."""
@@ -105,16 +109,17 @@ class Session:
     def chat(self, text: str, on_text=None) -> str:
         """One user turn of the conversation; returns the reply (the history keeps both)."""
         self.history.append({"role": "user", "content": text})
-        tok = self.tokenizer
-        prompt = render_chat(tok.chat_template, self.history, bos_token=tok.bos_token or "",
-                             eos_token=tok.eos_token or "")
+        tok, form = self.tokenizer, self.format
+        prompt = render_chat(form.template, self.history, bos_token=form.bos, eos_token=form.eos)
         idx = torch.tensor([tok.encode(prompt, allowed_special="all")], device=self.device)
         s = self.settings
         stream = None if on_text is None else TextStream(tok, on_text)
         out = generate(self.model, idx[:, -self.model.context_length:], s.max_new_tokens, self.model.context_length,
-                       temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, eos_id=tok.stop_ids(),
+                       temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, eos_id=form.stop_ids,
                        on_token=None if stream is None else stream.add)
-        reply = tok.tokenizer.decode(out[0, idx.shape[1]:].tolist(), skip_special_tokens=True).strip()
+        new = out[0, idx.shape[1]:].tolist()
+        reply = (tok.tokenizer.decode(new, skip_special_tokens=True) if hasattr(tok, "tokenizer")
+                 else tok.decode(new)).strip()
         self.history.append({"role": "assistant", "content": reply})
         return reply
 
@@ -253,14 +258,24 @@ def main(argv=None):
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
         check_chat(args)
         model, tokenizer, default_prompt = load_model_of(args, device)
-        if args.chat and not getattr(tokenizer, "chat_template", None):
+        record = checkpoint_chat(args.checkpoint)  # an instruction-tuned checkpoint's prompt style
+        chat = ChatFormat.of(tokenizer, record)
+        if args.chat and chat is None:
             raise UserInputError("--chat needs a chat template, and the tokenizer of this model has none "
                                  "(tokenizer_config.json's chat_template): leave --chat out to continue text")
         model = model.to(decode_dtype(device, args.dtype))
         pack_for_decoding(model)  # weights read once per token at close to memory speed (CPU)
         session = Session(model, tokenizer, device, settings,
-                          eos_id=tokenizer.eot_token if args.stop_at_eos else None, chat=args.chat)
+                          eos_id=tokenizer.eot_token if args.stop_at_eos else None,
+                          chat=chat if args.chat or (record and args.prompt) else None)
         set_seed(args.seed)
+        if record and args.prompt and not args.interactive:  # one instruction each, in the checkpoint's style
+            replies = []
+            for prompt in args.prompt:
+                session.history.clear()
+                replies.append(session.chat(prompt))
+            print(batch_output(replies) if len(replies) > 1 else replies[0])
+            return replies
         prompts = args.prompt or [default_prompt]
         if not args.interactive and len(prompts) > 1:
             texts = session.complete_batch(prompts)

@@ -29,5 +29,6 @@ from ch04_gpt.model import GPTModel, TransformerBlock  # noqa: F401
 from ch04_gpt.packed_linear import pack_for_decoding  # noqa: F401
 from ch04_gpt.lora import (  # noqa: F401
     GROUPS as LORA_GROUPS, SCALES as LORA_SCALES, LoRAConfig, adaptable_linears, adapted_layers, adapter_state_dict,
+    adapters_off,
     add_lora, lora_target_names, lora_targets, merge_and_unload,
 )

@@ -17,3 +17,5 @@ from ch02_text.hf_tokenizer import render_chat  # noqa: F401
 from ch04_gpt.generate import generate_batch  # noqa: F401
 from ch04_gpt.model import GPTModel  # noqa: F401
 from ch06_classification.labelled_data import pad_id  # noqa: F401
+from ch05_pretraining.book_loop import generate_and_print_sample  # noqa: F401
+from ch05_pretraining.sampling import make_sampler  # noqa: F401

@@ -15,8 +15,11 @@ the checkpoint keeps, so ``generate --chat`` asks the trained model the way it w
 Name a color.
 <|assistant|>
 Blue.
->>> style.prompt(example) == style.render_chat([{"role": "user", "content": "Name a color."}])
-True
+>>> print(style.render_chat([{"role": "user", "content": "Name a color."}]))   # asked in a chat: the answer next
+<|user|>
+Name a color.
+<|assistant|>
+<BLANKLINE>
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from .previous_chapters import render_chat
 STYLES = ("alpaca", "phi3", "chat-template")
 ROLES = ("system", "user", "assistant")
 
+# Jinja renders with trim_blocks (as transformers does): the text after a tag is written as an expression
 ALPACA_TEMPLATE = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-    "{% for m in messages %}{% if m.role == 'user' %}\n\n### Instruction:\n{{ m.content }}"
-    "{% elif m.role == 'assistant' %}\n\n### Response:\n{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}")
+    "{{ 'Below is an instruction that describes a task. Write a response that appropriately completes the "
+    "request.' }}{% for m in messages %}{% if m.role == 'user' %}{{ '\\n\\n### Instruction:\\n' + m.content }}"
+    "{% elif m.role == 'assistant' %}{{ '\\n\\n### Response:\\n' + m.content + eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\\n\\n### Response:\\n' }}{% endif %}")
 PHI3_TEMPLATE = (
-    "{% for m in messages %}{% if m.role == 'user' %}{% if not loop.first %}\n{% endif %}<|user|>\n{{ m.content }}"
-    "{% elif m.role == 'assistant' %}\n<|assistant|>\n{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{% endif %}")
+    "{% for m in messages %}{% if m.role == 'user' %}{{ ('' if loop.first else '\\n') + '<|user|>\\n' + m.content }}"
+    "{% elif m.role == 'assistant' %}{{ '\\n<|assistant|>\\n' + m.content + eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\\n<|assistant|>\\n' }}{% endif %}")
 CHAT_TEMPLATES = {"alpaca": ALPACA_TEMPLATE, "phi3": PHI3_TEMPLATE}  # the prompt part of each style, as Jinja
 RESPONSE_HEADERS = {"alpaca": "### Response:", "phi3": "<|assistant|>"}  # stripped from a generated answer
 

@@ -39,8 +39,11 @@ def llama3_style_tokenizer():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
+    return chat_folder(tmp_path_factory.mktemp("qwen3-chat"))
+
+
+def chat_folder(folder):
     """A tiny random Qwen3 with a trained tokenizer and a ChatML template, as save_pretrained writes them."""
-    folder = tmp_path_factory.mktemp("qwen3-chat")
     tok = llama3_style_tokenizer()
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHATML
@@ -102,14 +105,15 @@ def test_generate_hf_chats_and_resets(folder, monkeypatch, capsys):
 
 
 def test_a_reply_stops_at_the_end_of_turn_id(folder):
-    from ch05_pretraining.generate import Session
+    from ch05_pretraining.generate import ChatFormat, Session
     from ch05_pretraining.hf_weights import load_hf
     from ch05_pretraining.sampling import SamplingSettings
 
     model = load_hf(folder)
     with torch.no_grad():
         model.out_head.weight.zero_()  # every logit 0: greedy picks id 0, <|im_end|>
-    session = Session(model, HFTokenizer.from_folder(folder), "cpu", SamplingSettings(0.0, None, None, 20), chat=True)
+    tok = HFTokenizer.from_folder(folder)
+    session = Session(model, tok, "cpu", SamplingSettings(0.0, None, None, 20), chat=ChatFormat.of(tok))
     assert session.chat("Hi") == "" and session.history[-1] == {"role": "assistant", "content": ""}
     assert len(session.history) == 2
 

@@ -56,7 +56,8 @@ def runs(small_pth, tmp_path_factory):
     require_data("instruction-data.json")
     folder = tmp_path_factory.mktemp("runs")
     common = ["--init-from", small_pth, "--n-heads", "4", "--max-steps", "3", "--max-test", "3", "--no-progress"]
-    return {name: (run_cli([*common, *extra, "--out", folder / f"{name}.pt"]), folder / f"{name}.pt")
+    return {name: (run_cli([*common, *extra, "--out", folder / f"{name}.pt", "--responses", folder / f"{name}.json"]),
+                   folder / f"{name}.json")
             for name, extra in (("book", ["--book"]), ("fp32", ["--no-amp"]), ("fast", []))}
 
 
@@ -96,15 +97,14 @@ def book_functions_printed(small_pth, tmp_path):
 
 
 def test_book_prints_the_book_functions_values(runs, small_pth, tmp_path):
-    printed, out = runs["book"]
+    printed, responses = runs["book"]
     assert book_lines(printed)[:3] == ["Training set length: 935", "Validation set length: 55",
                                        "Test set length: 110"]
     theirs = book_functions_printed(small_pth, tmp_path)
     assert book_lines(printed)[3:] == book_lines(theirs)
-    answers = json.loads((out.parent / "instruction-data-with-response.json").read_text())
-    assert [a["instruction"] for a in answers] == [a["instruction"] for a in
-                                                   json.loads(json.dumps(answers))][:3] and len(answers) == 3
-    assert all("model_response" in a for a in answers)
+    answers = json.loads(responses.read_text())
+    assert len(answers) == 3 and all(isinstance(a["model_response"], str) for a in answers)
+    assert answers[0]["instruction"] == "Rewrite the sentence using a simile."  # the first test entry
 
 
 def test_fast_path_stays_near_the_book_and_fp32_writes_the_same_answers(runs):
@@ -116,9 +116,8 @@ def test_fast_path_stays_near_the_book_and_fp32_writes_the_same_answers(runs):
             assert a.split(":")[0] == b.split(":")[0]
             for x, y in zip(NUMBER.findall(a), NUMBER.findall(b)):
                 assert abs(float(x) - float(y)) <= 0.05, (a, b)
-    answers = {k: json.loads((runs[k][1].parent / "instruction-data-with-response.json").read_text())
-               for k in ("book",)}
-    assert answers  # the book run wrote its file; the fp32 fast run's is compared in the next test
+    book_answers, fp32_answers = (json.loads(runs[k][1].read_text()) for k in ("book", "fp32"))
+    assert [a["model_response"] for a in fp32_answers] == [a["model_response"] for a in book_answers]
 
 
 def test_batched_answers_equal_the_book_one_by_one(small_pth):

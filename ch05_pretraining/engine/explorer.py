@@ -14,6 +14,7 @@ values get HTTP 400 with a sentence; nothing is fetched from any other host.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import socket
@@ -364,3 +365,21 @@ def make_server(explorer: Explorer, host="127.0.0.1", port=8000) -> ThreadingHTT
     server = type("ExplorerServer", (ThreadingHTTPServer,), {"address_family": family})((host, port), handler)
     server.daemon_threads = True
     return server
+
+
+def bind(host: str, port: int):
+    """The server's socket, bound before the model loads: a port in use is found at once."""
+    if not host.strip():
+        raise UserInputError("--host is empty: give an address, 127.0.0.1 for this computer only")
+    try:
+        return make_server(None, host, port)
+    except socket.gaierror:
+        raise UserInputError(f"--host {host!r} is not an address of this computer: use 127.0.0.1") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserInputError(f"--port {port} is in use on {host}: give another --port, or --port 0 for any "
+                                 "free one") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise UserInputError(f"--port {port} needs administrator rights: use a port above 1023") from None
+        raise UserInputError(f"cannot serve on --host {host} ({exc.strerror or exc}): give an address of this "
+                             "computer, such as 127.0.0.1") from None
