@@ -88,3 +88,26 @@ class GivenOnly(argparse.Namespace):
 def explicit_options(parser, argv) -> dict:
     """The options given on the command line (not their defaults), by destination name."""
     return vars(parser.parse_args(argv, namespace=GivenOnly()))
+
+
+def run_cli(parser, run, argv=None):
+    """Parse ``argv`` (None: the command line) and call ``run(args, explicit)`` inside ``cli_errors``, with
+    ``explicit`` the options given (``explicit_options``): the ``main`` of a command that must tell a value
+    given from its default."""
+    args = parser.parse_args(argv)
+    explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
+    with cli_errors():
+        return run(args, explicit)
+
+
+def refuse_contradictions(explicit, refused, settings, what="--book runs the book's") -> None:
+    """One error line for the first option in ``explicit`` that ``refused`` names (given at all) or that gives
+    another value than ``settings`` holds: a mode with fixed settings (``--book``) and an option changing them."""
+    for name in refused:
+        if explicit.get(name) not in (None, False):
+            flag = "--" + name.replace("_", "-")
+            raise UserInputError(f"{what} data and settings; {flag} changes them: leave {flag} or --book out")
+    for name, value in settings.items():
+        if name in explicit and explicit[name] != value:
+            flag = "--" + name.replace("_", "-")
+            raise UserInputError(f"{what} {flag} {value}, not {explicit[name]}: leave {flag} or --book out")

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ch02_text.cli import CliParser, add_device_argument, cli_errors, explicit_options
+from ch02_text.cli import CliParser, add_device_argument, refuse_contradictions, run_cli
 from ch02_text.data_files import find_data_file
 from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
@@ -124,16 +124,7 @@ def check_book(args, explicit) -> None:
     """--book runs the book's settings: an option that contradicts them is refused."""
     if not args.book:
         return
-    for name in BOOK_ONLY_DEFAULTS:
-        if explicit.get(name) not in (None, False):
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(f"--book runs the book's data and settings; {flag} changes them: leave {flag} or "
-                                 "--book out")
-    for name, value in BOOK.items():
-        if name in explicit and explicit[name] != value:
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(f"--book runs the book's {flag} {value}, not {explicit[name]}: leave {flag} or "
-                                 "--book out")
+    refuse_contradictions(explicit, BOOK_ONLY_DEFAULTS, BOOK)
     if explicit.get("balance") is False:
         raise UserInputError("--book balances the data as the book: leave --no-balance or --book out")
     if args.lora_rank is not None:  # appendix E: its rank, alpha and scale on every linear layer
@@ -245,11 +236,7 @@ def load_start(args, device):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
-    with cli_errors():
-        return run(args, explicit)
+    return run_cli(build_parser(), run, argv)
 
 
 def run(args, explicit):

@@ -104,8 +104,8 @@ class OpenAIRoutes:
         for key in UNSUPPORTED:
             if body.get(key):
                 raise ApiError(f"{key} is not supported by this server", key)
-        if check_number(body, "n", int, 1, 1, 1) != 1:
-            raise ApiError("n must be 1", "n")
+        if body.get("n", 1) not in (1, None):
+            raise ApiError("n must be 1: this server makes one choice per request", "n")
         if chat:
             prompt = self.render(check_messages(body.get("messages")))
         else:

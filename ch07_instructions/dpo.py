@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ch02_text.cli import CliParser, add_device_argument, cli_errors, explicit_options
+from ch02_text.cli import CliParser, add_device_argument, refuse_contradictions, run_cli
 from ch02_text.data_files import find_data_file
 from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
@@ -80,18 +79,9 @@ def build_parser():
 
 
 def check_book(args, explicit) -> None:
-    if not args.book:
-        return
-    for name in ("data", "lora_rank", "reference", "no_amp"):
-        if explicit.get(name) not in (None, False):
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(f"--book runs the notebook's data and settings; {flag} changes them: leave {flag} "
-                                 "or --book out")
-    for name, value in BOOK.items():
-        if name in explicit and explicit[name] != value:
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(f"--book runs the notebook's {flag} {value}, not {explicit[name]}: leave {flag} or "
-                                 "--book out")
+    if args.book:
+        refuse_contradictions(explicit, ("data", "lora_rank", "reference", "no_amp"), BOOK,
+                              "--book runs the notebook's")
 
 
 def read_preferences(path) -> list[dict]:
@@ -152,11 +142,7 @@ def book_copy(loaded):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
-    with cli_errors():
-        return run(args, explicit)
+    return run_cli(build_parser(), run, argv)
 
 
 def run(args, explicit):

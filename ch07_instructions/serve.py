@@ -4,7 +4,7 @@ Unlike ``python -m ch05_pretraining.explore`` (one page over its own API): the c
 to the model. The ``openai`` package, LangChain and editors that speak the OpenAI API use ``/v1/models``,
 ``/v1/chat/completions`` and ``/v1/completions``; the ``ollama`` package and the book's own ``query_model`` use
 ``/api/chat``, ``/api/generate`` and ``/api/tags`` (so chapter 7's judge can be any model this project loads).
-The explorer's page is served at ``/`` by the same server (its form-encoded ``POST /api/generate`` is told
+A chat page is at ``/chat``; the explorer's page is served at ``/`` by the same server (its form-encoded ``POST /api/generate`` is told
 apart from Ollama's JSON one by the body), on one HTTP core (``ch05_pretraining/engine/explorer.py``).
 
     python -m ch07_instructions.serve --checkpoint checkpoints/instructions.pt
@@ -40,6 +40,9 @@ from .api import ApiError, Limits, OllamaRoutes, OpenAIRoutes, new_id, usage
 from .serving import Generator, QueueFull
 
 MAX_BODY = 2_000_000  # bytes of a request body
+CHAT_PAGE = Path(__file__).resolve().parent / "chat_page"
+CHAT_FILES = {"/chat": ("index.html", "text/html"), "/chat/": ("index.html", "text/html"),
+              "/chat/chat.js": ("chat.js", "text/javascript"), "/chat/chat.css": ("chat.css", "text/css")}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -101,6 +104,8 @@ class ServeHandler(Handler):
             return self.api(path, None)
         if path == "/api/version":
             return self.send_json(200, {"version": "0.6.0"})
+        if path in CHAT_FILES:
+            return self.send_file(*CHAT_FILES[path], CHAT_PAGE)
         return super().do_GET()
 
     def do_POST(self):  # noqa: N802

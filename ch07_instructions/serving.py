@@ -118,7 +118,7 @@ class Generator:
                 sent = ready
             logits = model(torch.tensor([[token]], device=self.device), kv_cache=cache, last_only=True)
         if on_text is not None and len(text) > sent:
-            on_text(text[sent:].replace("\ufffd", "") if finish == "length" else text[sent:])
+            on_text(text[sent:])  # what was held back, now final
         return Completion(text, finish, len(request.ids), len(new), logprobs)
 
     def _logprob(self, logits, token, top):

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ch02_text.cli import CliParser, add_device_argument, cli_errors, explicit_options
+from ch02_text.cli import CliParser, add_device_argument, refuse_contradictions, run_cli
 from ch02_text.data_files import find_data_file
 from ch02_text.errors import UserInputError
 from ch02_text.figures import save_figure
@@ -112,18 +112,8 @@ def build_parser():
 
 def check_book(args, explicit) -> None:
     """--book runs the book's data and settings: an option that contradicts them is refused."""
-    if not args.book:
-        return
-    for name in BOOK_REFUSES:
-        if explicit.get(name) not in (None, False):
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(f"--book runs the book's data and settings; {flag} changes them: leave {flag} or "
-                                 "--book out")
-    for name, value in BOOK.items():
-        if name in explicit and explicit[name] != value:
-            flag = "--" + name.replace("_", "-")
-            raise UserInputError(f"--book runs the book's {flag} {value}, not {explicit[name]}: leave {flag} or "
-                                 "--book out")
+    if args.book:
+        refuse_contradictions(explicit, BOOK_REFUSES, BOOK)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -192,11 +182,7 @@ def prompt_style(args, tokenizer) -> PromptStyle:
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    explicit = explicit_options(parser, argv if argv is not None else sys.argv[1:])
-    with cli_errors():
-        return run(args, explicit)
+    return run_cli(build_parser(), run, argv)
 
 
 def run(args, explicit):

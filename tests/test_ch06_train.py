@@ -18,7 +18,7 @@ from ch06_classification import train
 from ch06_classification.labelled_data import balance, class_names
 from ch06_classification.previous_chapters import GPTModel
 from ch06_classification.tail import first_trained, hidden_before, make_classifier, tail_logits
-from cli_checks import fails_with_one_line
+from cli_checks import fails_with_one_line, printed
 from conftest import require_data
 
 SMALL = {**GPT_CONFIG_124M, "emb_dim": 32, "n_layers": 3, "n_heads": 4, "context_length": 128, "drop_rate": 0.0,
@@ -46,10 +46,7 @@ def small_pth(tmp_path_factory):
 
 
 def run_cli(argv):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        train.main(argv)
-    return out.getvalue()
+    return printed(train.main, argv)
 
 
 @pytest.fixture(scope="module")

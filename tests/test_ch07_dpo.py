@@ -2,8 +2,6 @@
 the loss equals a hand-written formula, the chosen answers' log-probability rises in a short run, LoRA's reference
 is the base with the adapters off, the notebook's lines are printed, and bad input is one line."""
 
-import contextlib
-import io
 import json
 import math
 
@@ -17,7 +15,7 @@ from ch07_instructions import dpo
 from ch07_instructions.preference import (
     PreferenceDataset, compute_dpo_loss_batch, compute_logprobs, preference_collate_fn,
 )
-from cli_checks import fails_with_one_line
+from cli_checks import fails_with_one_line, printed
 from test_ch07_train import SMALL, small_pth  # noqa: F401 (the fixture)
 from ch04_gpt.model import GPTModel
 
@@ -81,10 +79,7 @@ def write(tmp_path, entries=ENTRIES):
 
 
 def run_cli(argv):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        dpo.main([str(a) for a in argv])
-    return out.getvalue()
+    return printed(dpo.main, argv)
 
 
 def chosen_logprob(m, b):

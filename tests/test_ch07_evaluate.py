@@ -3,13 +3,13 @@ OpenAI-compatible one, or a model loaded here; the count and average printed as 
 without a number counted and shown, the scores written beside the answers, and bad input as one line."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from ch07_instructions import evaluate
 from cli_checks import fails_with_one_line
+from local_servers import local, serving
 from test_ch07_instructions import FakeOllama, ollama  # noqa: F401 (the fixture)
 
 ENTRIES = [{"instruction": "Name a color.", "input": "", "output": "Blue.", "model_response": r}
@@ -40,18 +40,13 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         self.send_response(404)
         self.end_headers()
 
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def openai_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     FakeOpenAI.requests.clear()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(local(FakeOpenAI)) as url:
+        yield url
 
 
 def answers(tmp_path, entries=ENTRIES):

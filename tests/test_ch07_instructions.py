@@ -2,12 +2,12 @@
 toy batches, the -100 convention, the loaders' batch shapes; and the Ollama client against a fake server."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import torch
 from conftest import require_data
+from local_servers import local, serving
 
 from ch07_instructions.collate import (
     IGNORE_INDEX, InstructionDataset, custom_collate_draft_1, custom_collate_draft_2, custom_collate_fn,
@@ -149,18 +149,13 @@ class FakeOllama(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"Ollama is running")
 
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def ollama():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     FakeOllama.requests.clear()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api/chat"
-    server.shutdown()
-    server.server_close()
+    with serving(local(FakeOllama)) as url:
+        yield f"{url}/api/chat"
 
 
 def test_query_model_and_the_scores_against_a_fake_ollama(ollama, capsys):

@@ -14,7 +14,7 @@ from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import read_checkpoint
 from ch07_instructions import train
-from cli_checks import fails_with_one_line
+from cli_checks import fails_with_one_line, printed
 from conftest import require_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,10 +38,7 @@ def small_pth(tmp_path_factory):
 
 
 def run_cli(argv):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        train.main([str(a) for a in argv])
-    return out.getvalue()
+    return printed(train.main, argv)
 
 
 def book_lines(printed):

@@ -1,0 +1,49 @@
+"""The chat page at /chat (issue 36) in a real browser, as the explorer's page is tested: the streamed reply equals
+the API's greedy reply, a refused request shows an [role=alert] sentence and the page keeps working, New chat
+forgets the conversation."""
+
+import pytest
+
+from test_ch05_explore_browser import browser  # noqa: F401 (the fixture)
+from test_ch07_serve import MESSAGES, NAME, greedy_reply, served  # noqa: F401 (the fixture)
+
+
+@pytest.fixture
+def page(browser, served):  # noqa: F811
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served[0])
+               else route.abort())  # nothing from any other host
+    page.goto(f"{served[0]}/chat")
+    page.wait_for_function("document.getElementById('model').textContent !== '…'")
+    yield page
+    page.close()
+
+
+def send(page, text):
+    page.fill("#text", text)
+    page.click("#send")
+    page.wait_for_function("document.getElementById('send').disabled === false")
+
+
+def test_the_streamed_reply_is_the_apis_greedy_one(page, served):
+    url, model, tok, _ = served
+    assert page.text_content("#model") == NAME
+    page.fill("#max_tokens", "10")
+    send(page, MESSAGES[0]["content"])
+    replies = page.locator(".message.assistant")
+    assert replies.count() == 1 and replies.first.text_content() == greedy_reply(model, tok, MESSAGES, 10)
+    send(page, "And then?")
+    assert page.locator(".message").count() == 4  # the conversation goes on
+    page.click("#new")
+    assert page.locator(".message").count() == 0
+
+
+def test_a_refused_request_is_an_alert_and_the_page_keeps_working(page):
+    page.fill("#max_tokens", "4000")  # more than the server's --max-new-tokens (64 in the test)
+    send(page, "Hello")
+    alert = page.locator("[role=alert]")
+    assert alert.is_visible() and "max_tokens must be a whole number from 1 to 64" in alert.text_content()
+    assert page.locator(".message.assistant").count() == 0
+    page.fill("#max_tokens", "5")
+    send(page, "Hello")
+    assert page.locator(".message.assistant").count() == 1 and not alert.is_visible()
