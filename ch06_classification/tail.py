@@ -120,6 +120,9 @@ def cache_hidden(model, texts, first: int, device, autocast=contextlib.nullconte
     return torch.cat(parts) if parts else torch.empty(0)
 
 
+PASS_TEXTS = 64  # texts per forward pass of an evaluation
+
+
 class TailTask:
     """The fast path's task: loss and accuracy of ``tail_logits`` on cached hidden states (token ids when
     everything trains), each evaluation in one forward pass per loader. Its loaders iterate as the book's do
@@ -141,7 +144,8 @@ class TailTask:
         return F.cross_entropy(logits.float(), labels)
 
     def _first_batches_logits(self, model, loader, num_batches, device):
-        """Logits and labels of the first ``num_batches`` batches (all: None) in one pass, and each batch's size."""
+        """Logits and labels of the first ``num_batches`` batches (all: None), in passes of up to
+        ``PASS_TEXTS`` texts (a whole loader at once would hold every text's activations), and each batch's size."""
         batches = []
         for i, batch in enumerate(loader):  # iterated as calc_loss_loader iterates it
             if num_batches is not None and i >= num_batches:
@@ -149,8 +153,10 @@ class TailTask:
             batches.append(batch)
         inputs = torch.cat([b[0] for b in batches])
         targets = (torch.cat([b[1][0] for b in batches]), torch.cat([b[1][1] for b in batches]))
-        logits, labels = self.logits(model, inputs, targets, device)
-        return logits.float(), labels, [len(b[0]) for b in batches]
+        logits, labels = zip(*(self.logits(model, inputs[i:i + PASS_TEXTS], (targets[0][i:i + PASS_TEXTS],
+                                                                             targets[1][i:i + PASS_TEXTS]), device)
+                               for i in range(0, len(inputs), PASS_TEXTS)))
+        return torch.cat(logits).float(), torch.cat(labels), [len(b[0]) for b in batches]
 
     def mean_loss(self, model, loader, num_batches, device) -> float:
         """The mean of the batches' losses (chapter 5's ``calc_loss_loader``), in one forward pass."""

@@ -49,7 +49,9 @@ def answer_all(examples, model, tokenizer, style, device, max_new_tokens=256, bo
         else:
             new = []
             for start in range(0, len(ids), BATCH):
-                new += generate_batch(model, ids[start:start + BATCH], max_new_tokens, eos_id=stops)
+                batch = ids[start:start + BATCH]
+                room = model.context_length - max(len(row) for row in batch)  # the book's generate slides instead
+                new += generate_batch(model, batch, max(1, min(max_new_tokens, room)), eos_id=stops)
     for i, (example, prompt) in enumerate(zip(examples, prompts)):
         text = tokenizer.decode(ids[i] + new[i])
         example[RESPONSE_KEY] = (style.extract(text, prompt) if style.name != "chat-template"

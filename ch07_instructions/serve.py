@@ -260,6 +260,7 @@ def serve(args, server, device):
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
+        service.generator.close()  # no generation thread may still compute while Python exits
         handler.explorer.close()
         raise
 

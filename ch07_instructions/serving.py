@@ -71,9 +71,19 @@ class Generator:
         self.lock, self.count_lock = threading.Lock(), threading.Lock()
         self.max_queue, self.waiting = max_queue, 0
         self.device = model.tok_emb.weight.device
+        self.closing = threading.Event()
+
+    def close(self, seconds=1.5) -> None:
+        """End the running generation at its next token and wait for it (no thread may compute while Python
+        exits); requests after this are refused."""
+        self.closing.set()
+        if self.lock.acquire(timeout=seconds):
+            self.lock.release()
 
     def run(self, request: Request, on_text=None) -> Completion:
         with self.count_lock:
+            if self.closing.is_set():
+                raise QueueFull("the server is shutting down")
             if self.waiting >= self.max_queue + 1:
                 raise QueueFull(f"{self.waiting - 1} requests are waiting already")
             self.waiting += 1
@@ -99,6 +109,8 @@ class Generator:
         logits = model(torch.tensor([request.ids], device=self.device), kv_cache=cache, last_only=True)
         new, sent, text, finish, logprobs = [], 0, "", "length", [] if request.logprobs is not None else None
         for _ in range(request.max_tokens):
+            if self.closing.is_set():
+                raise QueueFull("the server is shutting down")
             row = logits[:, -1, :].float()
             token = int(pick(row)[0, 0])
             if token in self.stop_ids:

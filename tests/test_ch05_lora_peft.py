@@ -114,3 +114,25 @@ def test_an_adapter_of_another_base_names_the_shapes(saved, tmp_path):
     peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
     with pytest.raises(UserInputError, match=r"q_proj.lora_B has shape \(32, 2\), the model needs \(64, 2\)"):
         read_peft_folder(load_hf(saved("qwen3"), dtype=torch.float32), tmp_path / "a")
+
+
+def test_generate_hf_with_a_peft_adapter_writes_peft_s_greedy_text(tmp_path, capsys):
+    """generate --hf BASE --adapter FOLDER: the text transformers + peft generate greedily."""
+    from ch05_pretraining.generate import main as generate
+    from test_ch05_hf_chat import chat_folder
+
+    folder = chat_folder(tmp_path / "base")
+    base = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    randomise(base)
+    base.save_pretrained(folder)  # every parameter random, as every parity test here
+    model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                      init_lora_weights=False))
+    model.save_pretrained(tmp_path / "adapter")
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    ids = tok("It's a test", return_tensors="pt").input_ids
+    out = model.eval().generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
+    expected = tok.decode(out[0])
+    capsys.readouterr()
+    generate(["--hf", str(folder), "--adapter", str(tmp_path / "adapter"), "--prompt", "It's a test",
+              "--max-new-tokens", "8", "--dtype", "float32"])
+    assert capsys.readouterr().out.strip() == expected.strip()

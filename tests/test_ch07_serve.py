@@ -177,3 +177,55 @@ def test_api_key_and_a_full_queue(served):
         assert exc.value.code == 503 and exc.value.headers["Retry-After"] == "1"
     finally:
         service.generator.waiting = 0
+
+
+# -- the command --------------------------------------------------------------------------------------------
+def test_the_command_serves_the_apis_until_ctrl_c(served, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    folder = chat_folder(tmp_path / "m")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "ch07_instructions.serve", "--hf", str(folder), "--port", "0",
+                             "--max-new-tokens", "2000", "--device", "cpu"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=root, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving on http://127.0.0.1:") and line.endswith("/\n"), line
+        base = line.split()[-1].rstrip("/")
+        with urllib.request.urlopen(f"{base}/v1/models", timeout=10) as models:
+            assert json.loads(models.read())["data"][0]["id"] == "m"  # the folder's name
+        stream = urllib.request.urlopen(urllib.request.Request(  # a long generation, then Ctrl-C in the middle
+            f"{base}/api/generate", data=json.dumps({"model": "m", "prompt": "Hi", "options": {
+                "num_predict": 200, "temperature": 1.0}}).encode(), headers={"Content-Type": "application/json"}),
+            timeout=10)
+        stream.readline()
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        code = proc.wait(timeout=10)
+        assert time.monotonic() - start < 2 and code in (0, 130)
+        stderr = proc.stderr.read()
+        assert "Traceback" not in stderr, stderr
+        stream.close()
+    finally:
+        proc.kill()
+
+
+def test_a_busy_port_and_a_missing_model_are_one_line(tmp_path, capsys):
+    import socket
+
+    from ch07_instructions.serve import main
+    from cli_checks import fails_with_one_line
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        fails_with_one_line(capsys, main, ["--checkpoint", str(tmp_path / "none.pt"), "--port", str(port)],
+                            f"--port {port} is in use")
+    fails_with_one_line(capsys, main, ["--checkpoint", str(tmp_path / "none.pt"), "--port", "0"], "does not exist")

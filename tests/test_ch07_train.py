@@ -192,3 +192,16 @@ def test_bad_input_is_one_line_and_writes_nothing(content, extra, match, small_p
     fails_with_one_line(capsys, train.main, ["--data", str(data), "--init-from", str(small_pth), "--n-heads", "4",
                                              "--out", str(out), *extra], match)
     assert not out.exists() and not (tmp_path / "instruction-data-with-response.json").exists()
+
+
+def test_the_exercises_run_the_command_with_their_change(tmp_path, capsys, monkeypatch):
+    require_data("instruction-data.json")
+    from ch07_instructions import exercises
+
+    monkeypatch.setattr(exercises, "find_local_data_file", lambda name: None)  # no alpaca_data.json here
+    results = exercises.main(["--tiny", "--only", "7.2", "--epochs", "1", "--max-steps", "1", "--max-test", "1",
+                              "--out-dir", str(tmp_path)])
+    assert results == {"7.2": 0}
+    assert read_checkpoint(tmp_path / "exercise-7.2" / "model.pt")["run_options"]["mask_prompt"] is True
+    assert exercises.main(["--tiny", "--only", "7.3", "--out-dir", str(tmp_path)]) == {"7.3": None}
+    assert "skipping exercise 7.3: alpaca_data.json not found" in capsys.readouterr().out
