@@ -110,14 +110,17 @@ def cache_hidden(model, texts, first: int, device, autocast=contextlib.nullconte
     under ``autocast``; kept in bf16 where autocast computes in bf16 (half the memory), else fp32."""
     was_training = model.training
     model.eval()
-    parts = []
+    out = None
     with torch.no_grad(), autocast():
         for start in range(0, len(texts), batch_size):
             ids = texts.ids[start:start + batch_size].to(device)
             x = hidden_before(model, ids, first)
-            parts.append(x if x.dtype == torch.bfloat16 else x.float())
+            if out is None:  # filled in place: no list of parts and no second copy to join them
+                out = x.new_empty((len(texts), *x.shape[1:]), dtype=torch.bfloat16 if x.dtype == torch.bfloat16
+                                  else torch.float32)
+            out[start:start + len(ids)] = x
     model.train(was_training)
-    return torch.cat(parts) if parts else torch.empty(0)
+    return out if out is not None else torch.empty(0)
 
 
 PASS_TEXTS = 64  # texts per forward pass of an evaluation
@@ -144,19 +147,28 @@ class TailTask:
         return F.cross_entropy(logits.float(), labels)
 
     def _first_batches_logits(self, model, loader, num_batches, device):
-        """Logits and labels of the first ``num_batches`` batches (all: None), in passes of up to
-        ``PASS_TEXTS`` texts (a whole loader at once would hold every text's activations), and each batch's size."""
-        batches = []
+        """Logits and labels of the first ``num_batches`` batches (all: None) in passes of about ``PASS_TEXTS``
+        texts, taken from the loader as they come (never the whole loader at once), and each batch's size."""
+        logits, labels, sizes, waiting = [], [], [], []
+
+        def run_pass():
+            inputs = torch.cat([b[0] for b in waiting])
+            targets = (torch.cat([b[1][0] for b in waiting]), torch.cat([b[1][1] for b in waiting]))
+            out, true = self.logits(model, inputs, targets, device)
+            logits.append(out.float())
+            labels.append(true)
+            waiting.clear()
+
         for i, batch in enumerate(loader):  # iterated as calc_loss_loader iterates it
             if num_batches is not None and i >= num_batches:
                 break
-            batches.append(batch)
-        inputs = torch.cat([b[0] for b in batches])
-        targets = (torch.cat([b[1][0] for b in batches]), torch.cat([b[1][1] for b in batches]))
-        logits, labels = zip(*(self.logits(model, inputs[i:i + PASS_TEXTS], (targets[0][i:i + PASS_TEXTS],
-                                                                             targets[1][i:i + PASS_TEXTS]), device)
-                               for i in range(0, len(inputs), PASS_TEXTS)))
-        return torch.cat(logits).float(), torch.cat(labels), [len(b[0]) for b in batches]
+            waiting.append(batch)
+            sizes.append(len(batch[0]))
+            if sum(len(b[0]) for b in waiting) >= PASS_TEXTS:
+                run_pass()
+        if waiting:
+            run_pass()
+        return torch.cat(logits), torch.cat(labels), sizes
 
     def mean_loss(self, model, loader, num_batches, device) -> float:
         """The mean of the batches' losses (chapter 5's ``calc_loss_loader``), in one forward pass."""

@@ -37,7 +37,7 @@ from ch02_text.safe_files import check_writable
 from ch02_text.seeds import set_seed
 from ch05_pretraining.checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
 from ch05_pretraining.engine.lora_options import add_lora_arguments, lora_config_of, trainable_count
-from ch05_pretraining.engine.model_source import base_record, load_model_path
+from ch05_pretraining.engine.model_source import base_record, load_model_path, without_dropout
 from ch05_pretraining.engine.resume import merge_resume_options, restore
 from ch05_pretraining.engine.progress import train_with_progress
 from ch05_pretraining.engine.runtime import Runtime
@@ -230,9 +230,12 @@ def load_start(args, device):
     if args.book and loaded.cfg.family != "gpt2":
         raise UserInputError(f"--book runs the book's GPT-2 classes; '{path}' is a {loaded.cfg.family} model: "
                              "leave --book out")
+    base = base_record(path, loaded)
+    if impl == "fast" and loaded.impl == "fast":  # the loaded model itself, its tensors shared: no second copy
+        return without_dropout(loaded.float()).to(device).eval(), tokenizer, path, base
     model = GPTModel(loaded.cfg.replace(drop_rate=0.0), impl=impl)
     model.load_state_dict(loaded.float().state_dict())
-    return model.to(device).eval(), tokenizer, path, base_record(path, loaded)
+    return model.to(device).eval(), tokenizer, path, base
 
 
 def main(argv=None):
