@@ -29,7 +29,9 @@ from ch02_text.errors import UserInputError
 from ch02_text.safe_files import atomic_write_bytes, check_folder
 
 from .hf_weights import hf_name, qkv_names, transposed
-from .previous_chapters import GPTModel, LoRAConfig, adaptable_linears, add_lora, adapted_layers, read_json_file  # noqa: F401 (GPTModel: the docstring's)
+from .previous_chapters import (  # noqa: F401 (GPTModel: the docstring's)
+    GPTModel, LoRAConfig, adaptable_linears, add_lora, adapted_layers, read_json_file,
+)
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."  # PEFT's names: the PeftModel's base_model (LoraModel) holds the model
@@ -89,7 +91,8 @@ def _target_modules(model, names: list[str]) -> list[str]:
     """PEFT's ``target_modules``: the layers' short names where they pick exactly the adapted modules (a
     GPT-2 ``c_proj`` is in attention and MLP alike), else the modules' full names."""
     short = sorted({n.split(".")[-1] for n in names})
-    every = [hf_module(model.cfg.family, module, part) for module, _, parts in adaptable_linears(model) for part in parts]
+    every = [hf_module(model.cfg.family, module, part)
+             for module, _, parts in adaptable_linears(model) for part in parts]
     picked = [n for n in every if n.split(".")[-1] in short]
     return short if sorted(picked) == sorted(names) else sorted(names)
 

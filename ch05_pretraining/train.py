@@ -347,11 +347,8 @@ def run(args, explicit=None, started=None):
     settings = train_settings(args, runtime, cfg, tokens_per_step)
 
     with timed("start-up: building the model"):
-        if lora is not None or args.adapter:
-            model, optimizer, lora = build_lora_model(args, runtime, device, resume, pretrained, lora)
-        else:
-            model, optimizer = build_model(args, cfg, runtime, device, rank, resume, pretrained)
-    lora_entry = lora_record(lora, base_path, model) if lora is not None else None
+        model, optimizer, lora_entry = make_model(args, cfg, runtime, device, rank, resume, pretrained, lora,
+                                                  base_path)
     state = None if resume is None else restore(
         resume, model, optimizer, settings, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay,
         epochs=args.epochs, source=f"checkpoint '{args.resume}'")
@@ -364,8 +361,6 @@ def run(args, explicit=None, started=None):
     if is_main:
         print_run_header(model, cfg, settings, device, world_size, data_path, train_loader, val_loader, args,
                          tokenizer, context_length)
-        if lora is not None:
-            print(trainable_count(model))
         for line in changes:
             print(f"resume: {line}")
 
@@ -528,6 +523,14 @@ def build_model(args, cfg, runtime, device, rank, resume, pretrained):
     return model, optimizer
 
 
+def make_model(args, cfg, runtime, device, rank, resume, pretrained, lora, base_path):
+    """``(model, optimizer, the checkpoint's lora entry or None)``: a LoRA run's adapted base or the whole model."""
+    if lora is None and not args.adapter:
+        return (*build_model(args, cfg, runtime, device, rank, resume, pretrained), None)
+    model, optimizer, lora = build_lora_model(args, runtime, device, resume, pretrained, lora)
+    return model, optimizer, lora_record(lora, base_path, model)
+
+
 def build_lora_model(args, runtime, device, resume, base, lora):
     """``(model, optimizer, LoRA config)`` of a LoRA run: the base itself (no copy, frozen, in its file's dtype
     where autocast computes in bf16), adapters from ``lora``, a --adapter folder or the resumed checkpoint,
@@ -595,6 +598,8 @@ def print_run_header(model, cfg, settings, device, world_size, data_path, train_
           f"{window_tokens} tokens, {plural(len(val_loader), 'validation batch')}; "
           f"tokenizer {describe_tokenizer(tokenizer)}"
           + (f"; budget {settings.max_steps:,} steps" if settings.max_steps else ""))
+    if any(".adapters." in name for name, _ in model.named_parameters()):
+        print(trainable_count(model))
 
 
 

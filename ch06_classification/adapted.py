@@ -21,7 +21,9 @@ import torch  # noqa: F401 (the docstring's)
 
 from ch02_text.errors import UserInputError
 
-from .previous_chapters import GPTModel, LoRAConfig, add_lora, replace_linear_with_lora  # noqa: F401 (GPTModel: the docstring's)
+from .previous_chapters import (  # noqa: F401 (GPTModel: the docstring's)
+    GPTModel, LoRAConfig, add_lora, replace_linear_with_lora,
+)
 
 APPENDIX_E = LoRAConfig(rank=16, alpha=16, targets=("all-linear", "head"), scale="book")  # the appendix's run
 

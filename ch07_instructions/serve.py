@@ -4,8 +4,9 @@ Unlike ``python -m ch05_pretraining.explore`` (one page over its own API): the c
 to the model. The ``openai`` package, LangChain and editors that speak the OpenAI API use ``/v1/models``,
 ``/v1/chat/completions`` and ``/v1/completions``; the ``ollama`` package and the book's own ``query_model`` use
 ``/api/chat``, ``/api/generate`` and ``/api/tags`` (so chapter 7's judge can be any model this project loads).
-A chat page is at ``/chat``; the explorer's page is served at ``/`` by the same server (its form-encoded ``POST /api/generate`` is told
-apart from Ollama's JSON one by the body), on one HTTP core (``ch05_pretraining/engine/explorer.py``).
+A chat page is at ``/chat``; the explorer's page is served at ``/`` by the same server (its form-encoded ``POST
+/api/generate`` is told apart from Ollama's JSON one by the body), on one HTTP core
+(``ch05_pretraining/engine/explorer.py``).
 
     python -m ch07_instructions.serve --checkpoint checkpoints/instructions.pt
     python -m ch07_instructions.serve --hf models/Qwen3-0.6B --port 0 --api-key secret

@@ -23,7 +23,8 @@ from ..checkpoint import CheckpointError, apply_checkpoint, check_format, load_t
 from ..gpt2_weights import load_gpt2_safetensors
 from ..hf_weights import load_hf
 from ..previous_chapters import (
-    GPTModel, LoRAConfig, adapted_layers, add_lora, choose_tokenizer, merge_and_unload, names_tokenizer, tokenizer_from_dict,
+    GPTModel, LoRAConfig, adapted_layers, add_lora, choose_tokenizer, merge_and_unload, names_tokenizer,
+    tokenizer_from_dict,
 )
 
 DEFAULT_PROMPT = "Every effort moves you"
