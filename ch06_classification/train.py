@@ -32,14 +32,14 @@ from ch02_text.cli import CliParser, add_device_argument, refuse_contradictions,
 from ch02_text.data_files import find_data_file
 from ch02_text.errors import UserInputError
 from ch02_text.hardware import pick_device
-from ch02_text.option_types import positive_float, positive_int, unit_interval
+from ch02_text.option_types import positive_int, unit_interval
 from ch02_text.safe_files import check_writable
 from ch02_text.seeds import set_seed
 from ch05_pretraining.checkpoint import apply_checkpoint, read_checkpoint, save_checkpoint
 from ch05_pretraining.engine.lora_options import add_lora_arguments, lora_config_of, trainable_count
 from ch05_pretraining.engine.model_source import base_record, load_model_path, without_dropout
 from ch05_pretraining.engine.resume import merge_resume_options, restore
-from ch05_pretraining.engine.progress import train_with_progress
+from ch05_pretraining.engine.progress import add_fine_tuning_options, train_with_progress
 from ch05_pretraining.engine.runtime import Runtime
 from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
 from ch05_pretraining.previous_chapters import tokenizer_to_dict
@@ -96,15 +96,7 @@ def build_parser():
     model.add_argument("--token", choices=TOKEN_RULES, default=BOOK["token"],
                        help="the position a class is read from: the last (the book's, usually a pad), each "
                             "text's last real token, or the mean over its real tokens")
-    opt = p.add_argument_group("training")
-    opt.add_argument("--epochs", type=positive_int, default=5, help="epochs (the book's 5)")
-    opt.add_argument("--max-steps", type=positive_int, default=None,
-                     help="each epoch ends after this many steps, as if its data ended there (None: all batches)")
-    opt.add_argument("--lr", type=positive_float, default=BOOK["lr"], help="AdamW learning rate (weight decay 0.1)")
-    opt.add_argument("--batch-size", type=positive_int, default=BOOK["batch_size"], help="texts per step")
-    opt.add_argument("--seed", type=int, default=BOOK["seed"], help="seed of the head, the data order and --balance")
-    opt.add_argument("--eval-freq", type=positive_int, default=BOOK["eval_freq"], help="evaluate every N steps")
-    opt.add_argument("--eval-iter", type=positive_int, default=BOOK["eval_iter"], help="batches per evaluation")
+    add_fine_tuning_options(p, {**BOOK, "epochs": 5}, "texts", "AdamW learning rate (weight decay 0.1)")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULT_OUT, help="the classifier's checkpoint")
     run.add_argument("--book", action="store_true",

@@ -36,6 +36,7 @@ from ch02_text.safe_files import check_writable
 from ch05_pretraining.checkpoint import save_checkpoint
 from ch05_pretraining.engine.chat import checkpoint_chat
 from ch05_pretraining.engine.lora_options import add_lora_arguments, adapt, lora_config_of, trainable_count
+from ch05_pretraining.engine.progress import add_fine_tuning_options
 from ch05_pretraining.engine.model_source import base_record, load_model_path, without_dropout
 from ch05_pretraining.engine.runtime import Runtime
 from ch05_pretraining.engine.trainer import make_optimizer
@@ -47,8 +48,9 @@ from .preference import PREFERENCE_FILE, PreferenceDataset, evaluate_dpo_loss_lo
 from .previous_chapters import EpochSteps, GPTModel, pad_id
 
 DEFAULT_OUT = "checkpoints/dpo.pt"
-BOOK = {"epochs": 1, "lr": 5e-6, "weight_decay": 0.01, "beta": 0.1, "batch_size": 8, "eval_freq": 5,
-        "eval_iter": 5, "seed": 123, "logprobs": "mean"}  # the notebook's settings (and the defaults)
+BOOK = {"lr": 5e-6, "weight_decay": 0.01, "beta": 0.1, "batch_size": 8, "eval_freq": 5, "eval_iter": 5,
+        "seed": 123, "logprobs": "mean"}  # the notebook's settings (and the defaults); --epochs/--max-steps shorten it
+BOOK_EPOCHS = 1
 
 
 def build_parser():
@@ -58,16 +60,10 @@ def build_parser():
     p.add_argument("--reference", default=None, help="the frozen reference (None: --init-from, as the notebook)")
     p.add_argument("--data", default=None, help=f"preference entries (None: the book's {PREFERENCE_FILE})")
     p.add_argument("--n-heads", type=positive_int, default=None, help="head count of a bare state dict")
-    p.add_argument("--epochs", type=positive_int, default=BOOK["epochs"], help="epochs (the notebook's 1)")
-    p.add_argument("--max-steps", type=positive_int, default=None, help="end each epoch after N steps")
-    p.add_argument("--lr", type=positive_float, default=BOOK["lr"], help="AdamW learning rate")
     p.add_argument("--weight-decay", type=fraction, default=BOOK["weight_decay"], help="AdamW weight decay")
     p.add_argument("--beta", type=positive_float, default=BOOK["beta"], help="DPO's beta: how far the policy may "
                                                                               "move from the reference")
-    p.add_argument("--batch-size", type=positive_int, default=BOOK["batch_size"], help="entries per step")
-    p.add_argument("--eval-freq", type=positive_int, default=BOOK["eval_freq"], help="evaluate every N steps")
-    p.add_argument("--eval-iter", type=positive_int, default=BOOK["eval_iter"], help="batches per evaluation")
-    p.add_argument("--seed", type=int, default=BOOK["seed"], help="seed of the data order")
+    add_fine_tuning_options(p, {**BOOK, "epochs": BOOK_EPOCHS}, "entries")
     p.add_argument("--logprobs", choices=("mean", "sum"), default=BOOK["logprobs"],
                    help="each answer's log-probability: its tokens' mean (the notebook's) or sum (trl's)")
     p.add_argument("--out", default=DEFAULT_OUT, help="the tuned model's checkpoint")

@@ -37,13 +37,13 @@ from ch02_text.data_files import find_data_file
 from ch02_text.errors import UserInputError
 from ch02_text.figures import save_figure
 from ch02_text.hardware import pick_device
-from ch02_text.option_types import positive_float, positive_int, unit_interval
+from ch02_text.option_types import positive_int, unit_interval
 from ch02_text.safe_files import check_writable
 from ch02_text.seeds import set_seed
 from ch05_pretraining.checkpoint import save_checkpoint
 from ch05_pretraining.engine.lora_options import add_lora_arguments, adapt, lora_config_of, trainable_count
 from ch05_pretraining.engine.model_source import base_record, load_model_path, without_dropout
-from ch05_pretraining.engine.progress import train_with_progress
+from ch05_pretraining.engine.progress import add_fine_tuning_options, train_with_progress
 from ch05_pretraining.engine.runtime import Runtime
 from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
 from ch05_pretraining.previous_chapters import adapter_state_dict, tokenizer_to_dict
@@ -59,8 +59,9 @@ from .responses import RESPONSES_FILE, write_responses
 from .sft_data import collate_examples, encode_examples, read_examples
 
 DEFAULT_OUT = "checkpoints/instructions.pt"
-BOOK = {"epochs": 2, "lr": 5e-5, "batch_size": 8, "eval_freq": 5, "eval_iter": 5, "seed": 123,
-        "prompt_style": "alpaca", "max_new_tokens": 256}  # --book's settings (and the defaults)
+BOOK = {"lr": 5e-5, "batch_size": 8, "eval_freq": 5, "eval_iter": 5, "seed": 123, "prompt_style": "alpaca",
+        "max_new_tokens": 256}  # --book's settings (and the defaults); --epochs and --max-steps shorten it
+BOOK_EPOCHS = 2
 BOOK_REFUSES = ("data", "val_fraction", "test_fraction", "mask_prompt", "no_amp", "lora_rank")
 
 
@@ -85,15 +86,7 @@ def build_parser():
                        help=f"the model to fine-tune: a checkpoint, a state dict, GPT-2's model.safetensors or a "
                             f"Hugging Face folder (None: data/{GPT2_WEIGHTS})")
     model.add_argument("--n-heads", type=positive_int, default=None, help="head count of a bare state dict")
-    opt = p.add_argument_group("training")
-    opt.add_argument("--epochs", type=positive_int, default=BOOK["epochs"], help="epochs (the book's 2)")
-    opt.add_argument("--max-steps", type=positive_int, default=None,
-                     help="end each epoch after N steps, as if its data ended there (a quick look)")
-    opt.add_argument("--lr", type=positive_float, default=BOOK["lr"], help="AdamW learning rate (weight decay 0.1)")
-    opt.add_argument("--batch-size", type=positive_int, default=BOOK["batch_size"], help="examples per step")
-    opt.add_argument("--seed", type=int, default=BOOK["seed"], help="seed of the data order")
-    opt.add_argument("--eval-freq", type=positive_int, default=BOOK["eval_freq"], help="evaluate every N steps")
-    opt.add_argument("--eval-iter", type=positive_int, default=BOOK["eval_iter"], help="batches per evaluation")
+    add_fine_tuning_options(p, {**BOOK, "epochs": BOOK_EPOCHS}, lr_note="AdamW learning rate (weight decay 0.1)")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=DEFAULT_OUT, help="the fine-tuned model's checkpoint")
     run.add_argument("--responses", default=None,

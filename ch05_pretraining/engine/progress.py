@@ -43,3 +43,21 @@ def train_with_progress(model, optimizer, train_loader, val_loader, device, sett
         if progress is not None:
             progress.close()
     return state, time.perf_counter() - start_time, state.tokens_seen - start_tokens
+
+
+def add_fine_tuning_options(parser, book: dict, what="examples", lr_note="AdamW learning rate"):
+    """The training group every fine-tuning command shares (chapter 6's classifier, chapter 7's train and dpo),
+    its defaults the book's settings (``book``: epochs, lr, batch_size, seed, eval_freq, eval_iter)."""
+    from ch02_text.option_types import positive_float, positive_int
+
+    opt = parser.add_argument_group("training")
+    opt.add_argument("--epochs", type=positive_int, default=book["epochs"],
+                     help=f"epochs (the book's {book['epochs']})")
+    opt.add_argument("--max-steps", type=positive_int, default=None,
+                     help="end each epoch after N steps, as if its data ended there (a quick look)")
+    opt.add_argument("--lr", type=positive_float, default=book["lr"], help=lr_note)
+    opt.add_argument("--batch-size", type=positive_int, default=book["batch_size"], help=f"{what} per step")
+    opt.add_argument("--seed", type=int, default=book["seed"], help="seed of the data order (and of a new head)")
+    opt.add_argument("--eval-freq", type=positive_int, default=book["eval_freq"], help="evaluate every N steps")
+    opt.add_argument("--eval-iter", type=positive_int, default=book["eval_iter"], help="batches per evaluation")
+    return opt
