@@ -25,7 +25,7 @@ def send(page, text):
     page.wait_for_function("document.getElementById('send').disabled === false")
 
 
-def test_the_streamed_reply_is_the_apis_greedy_one(page, served):
+def test_the_streamed_reply_is_the_apis_greedy_one(page, served):  # noqa: F811
     url, model, tok, _ = served
     assert page.text_content("#model") == NAME
     page.fill("#max_tokens", "10")

@@ -78,7 +78,7 @@ def test_openai_compatible_judge(openai_server, tmp_path, capsys):
 
 
 def test_local_judge_needs_no_server(tmp_path, capsys):
-    transformers = pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt")
+    pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt")
     from test_ch05_hf_chat import chat_folder
 
     folder = chat_folder(tmp_path)
@@ -86,7 +86,6 @@ def test_local_judge_needs_no_server(tmp_path, capsys):
                    "--max-new-tokens", "3"])
     out = capsys.readouterr().out
     assert "Number of scores:" in out and "of 3" in out
-    transformers  # noqa: B018
 
 
 @pytest.mark.parametrize("content, extra, match", [
