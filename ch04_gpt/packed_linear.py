@@ -43,14 +43,15 @@ def packing_pays(dtype: torch.dtype) -> bool:
 class PackedLinear(nn.Module):
     """``nn.Linear``'s forward with the weight in oneDNN's layout (packed once, for single rows)."""
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, rows: int = 1):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)  # tuned for one row
+        # laid out for ``rows`` rows per call (1: a decoding step; more: the server's batched steps)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
     @classmethod
-    def stacked(cls, linears) -> "PackedLinear":
+    def stacked(cls, linears, rows: int = 1) -> "PackedLinear":
         """One packed layer computing several linears of the same input, their outputs side by side."""
         first = linears[0]
         both = nn.Linear(first.in_features, sum(m.out_features for m in linears), bias=first.bias is not None,
@@ -58,7 +59,7 @@ class PackedLinear(nn.Module):
         both.weight = nn.Parameter(torch.cat([m.weight.detach() for m in linears]), requires_grad=False)
         if first.bias is not None:
             both.bias = nn.Parameter(torch.cat([m.bias.detach() for m in linears]), requires_grad=False)
-        return cls(both)
+        return cls(both, rows)
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)  # (b * num_tokens, in_features)
@@ -72,22 +73,23 @@ class PackedLinear(nn.Module):
 class PackedGatedFeedForward(nn.Module):
     """``GatedFeedForward`` with gate and up in one packed matmul (one weight read, one call), down packed."""
 
-    def __init__(self, ff: GatedFeedForward):
+    def __init__(self, ff: GatedFeedForward, rows: int = 1):
         super().__init__()
         self.hidden, self.activation = ff.fc1.out_features, ff.activation
-        self.gate_up = PackedLinear.stacked([ff.fc1, ff.fc2])
-        self.fc3 = PackedLinear(ff.fc3)
+        self.gate_up = PackedLinear.stacked([ff.fc1, ff.fc2], rows)
+        self.fc3 = PackedLinear(ff.fc3, rows)
 
     def forward(self, x):
         gate, up = self.gate_up(x).split(self.hidden, dim=-1)
         return self.fc3(ACTIVATIONS[self.activation](gate) * up)
 
 
-def pack_for_decoding(model: nn.Module, where_it_pays: bool = True) -> int:
+def pack_for_decoding(model: nn.Module, where_it_pays: bool = True, rows: int = 1) -> int:
     """Replace every ``nn.Linear`` of ``model`` by a ``PackedLinear`` (a gated MLP's gate and up stacked into one)
     where the model's dtype and device allow it (see ``can_pack``) and, with ``where_it_pays``, where it is the
-    faster (``packing_pays``); returns how many linears were packed. Do it last: the packed model cannot
-    change dtype or device, and trains no more."""
+    faster (``packing_pays``); returns how many linears were packed. ``rows``: the rows a step computes (the
+    layout oneDNN picks for them). Do it last: the packed model cannot change dtype or device, and trains no
+    more."""
     first = next(model.parameters())
     if not can_pack(first.dtype, first.device) or (where_it_pays and not packing_pays(first.dtype)):
         return 0
@@ -96,6 +98,6 @@ def pack_for_decoding(model: nn.Module, where_it_pays: bool = True) -> int:
         targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                    if type(child) is kind]
         for parent, name, child in targets:
-            setattr(parent, name, packed(child))
+            setattr(parent, name, packed(child, rows))
         count += len(targets) * (3 if kind is GatedFeedForward else 1)
     return count

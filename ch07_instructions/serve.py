@@ -13,8 +13,9 @@ A chat page is at ``/chat``; the explorer's page is served at ``/`` by the same 
     curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
         -d '{"model": "instructions.pt", "messages": [{"role": "user", "content": "Name a color."}]}'
 
-Requests are answered one at a time, in arrival order (at most --max-queue wait; more get 503 with Retry-After);
-a client that disconnects stops its generation. Chat messages are rendered with the checkpoint's prompt style
+Requests are decoded together: each joins the running batch between decoding steps and leaves it when it ends
+(continuous batching, up to --max-batch rows; at most --max-queue more wait, the next gets 503 with Retry-After),
+and each gets the tokens it would get alone; a client that disconnects frees its row at the next step. Chat messages are rendered with the checkpoint's prompt style
 (chapter 7's train) or the folder's chat template. Loopback only unless --host says otherwise (then a line warns
 when no --api-key is set); requests never name files; prompt, new tokens, body and queue are bounded.
 """
@@ -35,7 +36,7 @@ from ch02_text.option_types import port_number, positive_int
 from ch05_pretraining.engine.chat import ChatFormat, checkpoint_chat
 from ch05_pretraining.engine.explorer import ClientGone, Explorer, Handler, bind, make_server
 from ch05_pretraining.engine.model_source import add_source_arguments, load_model_of
-from ch05_pretraining.previous_chapters import decode_dtype, render_chat
+from ch05_pretraining.previous_chapters import decode_dtype, pack_for_decoding, render_chat
 
 from .api import ApiError, Limits, OllamaRoutes, OpenAIRoutes, new_id, usage
 from .serving import Generator, QueueFull
@@ -56,7 +57,8 @@ def build_parser():
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="weights while serving: auto = bfloat16 where the processor has bf16, else float32")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on the APIs")
-    p.add_argument("--max-queue", type=positive_int, default=16, help="requests that may wait; more get 503")
+    p.add_argument("--max-batch", type=positive_int, default=8, help="requests decoded together at most")
+    p.add_argument("--max-queue", type=positive_int, default=16, help="requests that may wait for a row; more get 503")
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="tokens a request may ask for at most")
     p.add_argument("--max-prompt-tokens", type=positive_int, default=2048, help="prompt tokens at most")
     add_device_argument(p)
@@ -66,10 +68,13 @@ def build_parser():
 class Service:
     """The served model: its name, tokenizer, chat format, generator and the two APIs' routes."""
 
-    def __init__(self, model, tokenizer, name, chat: ChatFormat | None, limits: Limits, max_queue=16, api_key=None):
+    def __init__(self, model, tokenizer, name, chat: ChatFormat | None, limits: Limits, max_queue=16, api_key=None,
+                 max_batch=8):
         self.name, self.tokenizer, self.chat, self.limits, self.api_key = name, tokenizer, chat, limits, api_key
         stops = chat.stop_ids if chat else [getattr(tokenizer, "eot_token", None)]
-        self.generator = Generator(model, tokenizer, [s for s in stops if s is not None], max_queue)
+        pack_for_decoding(model, rows=max_batch)  # weights laid out for a batch's rows (CPU)
+        self.generator = Generator(model, tokenizer, [s for s in stops if s is not None], max_queue, max_batch,
+                                   limits.max_prompt_tokens + limits.max_new_tokens)
         self.openai = OpenAIRoutes(name, self.encode, self.render, limits)
         self.ollama = OllamaRoutes(name, self.encode, self.render, limits)
 
@@ -252,7 +257,7 @@ def serve(args, server, device):
     name = args.model_name or Path(source).name
     chat = ChatFormat.of(tokenizer, checkpoint_chat(args.checkpoint))
     service = Service(model, tokenizer, name, chat, Limits(args.max_new_tokens, args.max_prompt_tokens),
-                      args.max_queue, args.api_key)
+                      args.max_queue, args.api_key, args.max_batch)
     handler = type("Handler", (ServeHandler,), {"service": service, "explorer": Explorer(model, tokenizer, prompt,
                                                                                         source)})
     server.RequestHandlerClass = handler

@@ -170,13 +170,13 @@ def test_api_key_and_a_full_queue(served):
         assert status == 200
     finally:
         service.api_key = None
-    service.generator.waiting = service.generator.max_queue + 1  # as if that many were waiting
-    try:
+    service.generator.max_queue = 0  # no request may wait: the next is refused (tests/test_ch07_batching.py
+    try:                             # fills a real queue)
         with pytest.raises(urllib.error.HTTPError) as exc:
             post(f"{url}/v1/chat/completions", {"model": NAME, "messages": MESSAGES})
         assert exc.value.code == 503 and exc.value.headers["Retry-After"] == "1"
     finally:
-        service.generator.waiting = 0
+        service.generator.max_queue = 2
 
 
 # -- the command --------------------------------------------------------------------------------------------
