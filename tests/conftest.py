@@ -164,3 +164,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def instruction_pth(tmp_path_factory):
+    """Chapter 7's tiny start (``fine_tuning.INSTRUCTIONS``, every parameter random) as a state dict file."""
+    import torch
+
+    from fine_tuning import INSTRUCTIONS, random_book_gpt
+
+    path = tmp_path_factory.mktemp("model") / "small.pth"
+    torch.save(random_book_gpt(INSTRUCTIONS).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the page tests (``chromium.launch``), or a skip saying what to install."""
+    from chromium import launch
+
+    yield from launch()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The serving API over a tiny chat model: ``(url, model, tokenizer, service)`` (``chat_server``)."""
+    pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt for the serving tests")
+    from chat_server import serve_tiny_chat
+
+    yield from serve_tiny_chat(tmp_path_factory)

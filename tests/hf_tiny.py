@@ -6,6 +6,7 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt for the parity tests")
+tokenizers = pytest.importorskip("tokenizers")
 
 COMMON = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False)
@@ -58,3 +59,40 @@ def tiny_model(config_cls: str, model_cls: str, settings: dict, seed=0):
 def tiny_hf(case, seed=0):
     """The tiny model of one of ``CASES``."""
     return tiny_model(*CASES[case], seed=seed)
+
+
+# -- a chat model folder: a trained byte-level BPE, a ChatML template, a tiny Qwen3 --------------------------
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SPECIALS = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]  # ids 0, 1, 2
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def llama3_style_tokenizer():
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["Every effort moves you, café déjà vu, 東京 雨 です 123 4567\n" * 3, "It's a test of the tokenizer.\n"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+def chat_folder(folder):
+    """A tiny random Qwen3 with a trained tokenizer and a ChatML template, as save_pretrained writes them."""
+    tok = llama3_style_tokenizer()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    config = transformers.Qwen3Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=48,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                      max_position_embeddings=256, eos_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.Qwen3ForCausalLM(config)
+    model.save_pretrained(folder)
+    return folder

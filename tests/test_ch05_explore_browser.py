@@ -12,13 +12,11 @@ chapter-5 model of python -m ch05_pretraining)."""
 
 import io
 import os
-import shutil
 import urllib.parse
 
 import pytest
 import torch
 
-from conftest import STRICT
 from explorer_site import CONTEXT, TEXT, serve, tiny_model
 
 from ch02_text.tokenizer_choice import choose_tokenizer, tokenizer_to_dict
@@ -27,35 +25,6 @@ from ch05_pretraining.engine.explorer import Explorer
 from ch05_pretraining.engine.model_source import load_model
 from ch05_pretraining.generate import main as generate_main
 from ch05_pretraining.sampling import next_token_probs
-
-INSTALL = ("the browser tests need Playwright and a Chromium: pip install -r requirements-dev.txt, then "
-           "apt-get install chromium-headless-shell (or set LLMS_CHROMIUM to a Chromium binary)")
-BROWSERS = ("chromium-headless-shell", "chromium", "chrome-headless-shell", "chromium-browser", "google-chrome")
-# as root in a closed network: no sandbox, and none of Chromium's own requests to Google's hosts
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions"]
-
-
-def missing(reason):
-    if STRICT:
-        pytest.fail(f"{reason} (LLMS_STRICT_TESTS=1: .ci/run installs them)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing(INSTALL)
-    executable = os.environ.get("LLMS_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
-    if executable is None:
-        missing(INSTALL)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=FLAGS)
-        yield chromium
-        chromium.close()
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

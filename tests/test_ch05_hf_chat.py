@@ -13,48 +13,15 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from ch02_text.hf_tokenizer import HFTokenizer, render_chat  # noqa: E402
 from ch02_text.tokenizer_choice import tokenizer_from_dict, tokenizer_to_dict  # noqa: E402
+from hf_tiny import chat_folder  # noqa: E402
 
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-SPECIALS = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]  # ids 0, 1, 2
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 TEXTS = ["Hello world, it's 2026!", "Café déjà vu — naïve", "東京は雨です。", "12345 678\n\n  indented\ttab",
          "<|im_start|>user\nhi<|im_end|>"]
-
-
-def llama3_style_tokenizer():
-    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
-
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    corpus = ["Every effort moves you, café déjà vu, 東京 雨 です 123 4567\n" * 3, "It's a test of the tokenizer.\n"] * 20
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return tok
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return chat_folder(tmp_path_factory.mktemp("qwen3-chat"))
-
-
-def chat_folder(folder):
-    """A tiny random Qwen3 with a trained tokenizer and a ChatML template, as save_pretrained writes them."""
-    tok = llama3_style_tokenizer()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHATML
-    fast.save_pretrained(folder)
-    config = transformers.Qwen3Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=48,
-                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                      max_position_embeddings=256, eos_token_id=0)
-    torch.manual_seed(0)
-    model = transformers.Qwen3ForCausalLM(config)
-    model.save_pretrained(folder)
-    return folder
 
 
 def test_ids_equal_transformers_tokenizer(folder):

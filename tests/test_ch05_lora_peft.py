@@ -119,7 +119,7 @@ def test_an_adapter_of_another_base_names_the_shapes(saved, tmp_path):
 def test_generate_hf_with_a_peft_adapter_writes_peft_s_greedy_text(tmp_path, capsys):
     """generate --hf BASE --adapter FOLDER: the text transformers + peft generate greedily."""
     from ch05_pretraining.generate import main as generate
-    from test_ch05_hf_chat import chat_folder
+    from hf_tiny import chat_folder
 
     folder = chat_folder(tmp_path / "base")
     base = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

@@ -9,7 +9,7 @@ import torch
 from ch05_pretraining.checkpoint import read_checkpoint
 from ch06_classification import classify, train
 from cli_checks import fails_with_one_line
-from test_ch06_train import LABELLED, run_cli, small_model, write_data
+from fine_tuning import LABELLED, run_cli, small_model, write_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

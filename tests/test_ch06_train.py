@@ -5,37 +5,24 @@ needs, and every bad input is one error line before any work, nothing written.""
 
 import contextlib
 import io
-import json
 import re
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ch04_gpt.config import GPT_CONFIG_124M
 from ch05_pretraining.checkpoint import read_checkpoint
 from ch06_classification import train
 from ch06_classification.labelled_data import balance, class_names
-from ch06_classification.previous_chapters import GPTModel
 from ch06_classification.tail import first_trained, hidden_before, make_classifier, tail_logits
-from cli_checks import fails_with_one_line, printed
+from cli_checks import fails_with_one_line
 from conftest import require_data
+from fine_tuning import run_cli, small_model, write_data
 
-SMALL = {**GPT_CONFIG_124M, "emb_dim": 32, "n_layers": 3, "n_heads": 4, "context_length": 128, "drop_rate": 0.0,
-         "qkv_bias": True}  # GPT-2's vocabulary and the book's parts, tiny sizes
 NUMBER = re.compile(r"-?\d+\.\d+")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is the fastest (conftest)
-
-
-def small_model(seed=0, **changes):
-    torch.manual_seed(seed)
-    model = GPTModel({**SMALL, **changes}, impl="book")
-    with torch.no_grad():  # every parameter random, norms too: defaults would hide a missed part
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape) * (0.3 if "norm" in name else 0.1) + (1.0 if "scale" in name else 0.0))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +30,6 @@ def small_pth(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "small.pth"
     torch.save(small_model().state_dict(), path)
     return path
-
-
-def run_cli(argv):
-    return printed(train.main, argv)
 
 
 @pytest.fixture(scope="module")
@@ -165,24 +148,6 @@ def test_balance_is_the_books_draw():
 def tiny_pth(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
     torch.save(small_model(2, n_layers=2, context_length=24).state_dict(), path)
-    return path
-
-
-LABELLED = [("pos", "a good day"), ("neg", "bad, bad news"), ("mid", "so so"), ("pos", "great fun"),
-            ("neg", "awful"), ("mid", "fine I guess"), ("pos", "lovely"), ("neg", "terrible day")] * 4
-
-
-def write_data(tmp_path, kind):
-    if kind == "tsv":
-        path = tmp_path / "d.tsv"
-        path.write_text("".join(f"{label}\t{text}\n" for label, text in LABELLED), encoding="utf-8")
-    elif kind == "csv":
-        path = tmp_path / "d.csv"
-        path.write_text("text,label\n" + "".join(f'"{text}",{label}\n' for label, text in LABELLED), encoding="utf-8")
-    else:
-        path = tmp_path / "d.jsonl"
-        path.write_text("".join(json.dumps({"label": label, "text": text}) + "\n" for label, text in LABELLED),
-                        encoding="utf-8")
     return path
 
 

@@ -4,12 +4,11 @@ forgets the conversation."""
 
 import pytest
 
-from test_ch05_explore_browser import browser  # noqa: F401 (the fixture)
-from test_ch07_serve import MESSAGES, NAME, greedy_reply, served  # noqa: F401 (the fixture)
+from chat_server import MESSAGES, NAME, greedy_reply
 
 
 @pytest.fixture
-def page(browser, served):  # noqa: F811
+def page(browser, served):
     page = browser.new_page()
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served[0])
                else route.abort())  # nothing from any other host
@@ -25,7 +24,7 @@ def send(page, text):
     page.wait_for_function("document.getElementById('send').disabled === false")
 
 
-def test_the_streamed_reply_is_the_apis_greedy_one(page, served):  # noqa: F811
+def test_the_streamed_reply_is_the_apis_greedy_one(page, served):
     url, model, tok, _ = served
     assert page.text_content("#model") == NAME
     page.fill("#max_tokens", "10")
@@ -47,3 +46,32 @@ def test_a_refused_request_is_an_alert_and_the_page_keeps_working(page):
     page.fill("#max_tokens", "5")
     send(page, "Hello")
     assert page.locator(".message.assistant").count() == 1 and not alert.is_visible()
+
+
+def test_stop_stops_the_servers_work_too(page, served):
+    import time
+
+    url, model, tok, service = served
+    steps = []
+
+    def slow(module, args):  # each forward pass (a decoding step) a little slow: Stop comes mid-reply
+        steps.append(1)
+        time.sleep(0.05)
+    handle = model.register_forward_pre_hook(slow)
+    try:
+        page.fill("#max_tokens", "64")
+        page.fill("#text", MESSAGES[0]["content"])
+        page.click("#send")
+        page.wait_for_function("(document.querySelector('.message.assistant') || {}).textContent")
+        page.click("#stop")
+        page.wait_for_function("document.getElementById('send').disabled === false")
+        deadline = time.monotonic() + 3
+        while service.generator.jobs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert service.generator.jobs == [] and service.generator.cache.rows == 0
+        ran = len(steps)
+        time.sleep(0.3)
+        assert len(steps) == ran < 40  # no step after Stop, and far fewer than the 64 tokens asked for
+        assert page.locator(".message.assistant").count() == 1  # the reply so far stays
+    finally:
+        handle.remove()

@@ -16,7 +16,7 @@ from ch07_instructions.preference import (
     PreferenceDataset, compute_dpo_loss_batch, compute_logprobs, preference_collate_fn,
 )
 from cli_checks import fails_with_one_line, printed
-from test_ch07_train import SMALL, small_pth  # noqa: F401 (the fixture)
+from fine_tuning import INSTRUCTIONS
 from ch04_gpt.model import GPTModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,7 +27,7 @@ ENTRIES = [{"instruction": f"Describe the color {c}.", "input": "", "output": f"
 
 def model(seed):
     torch.manual_seed(seed)
-    m = GPTModel(SMALL)
+    m = GPTModel(INSTRUCTIONS)
     with torch.no_grad():
         for name, p in m.named_parameters():
             p.copy_(torch.randn(p.shape) * (0.3 if "norm" in name else 0.1) + (1.0 if "scale" in name else 0.0))
@@ -87,20 +87,20 @@ def chosen_logprob(m, b):
         return compute_logprobs(m(b["chosen"]), b["chosen"], b["chosen_mask"]).mean().item()
 
 
-def test_a_short_run_raises_the_chosen_answers_and_book_prints_the_notebook_lines(small_pth, tmp_path):  # noqa: F811
-    printed = run_cli(["--init-from", small_pth, "--n-heads", "4", "--data", write(tmp_path), "--lr", "1e-3",
+def test_a_short_run_raises_the_chosen_answers_and_book_prints_the_notebook_lines(instruction_pth, tmp_path):
+    printed = run_cli(["--init-from", instruction_pth, "--n-heads", "4", "--data", write(tmp_path), "--lr", "1e-3",
                        "--batch-size", "4", "--epochs", "3", "--eval-freq", "2", "--out", tmp_path / "d.pt"])
     for start in ("Training loss: 0.69314", "Validation loss: 0.69314", "Train reward margin: 0.0",
                   "Val reward margin: 0.0", "Ep 1 (Step 000000): Train loss"):
         assert start in printed
     assert "Train reward margins" in printed
     tuned, _, _ = dpo.load_model_path(tmp_path / "d.pt")
-    before, _, _ = dpo.load_model_path(small_pth, n_heads=4)
+    before, _, _ = dpo.load_model_path(instruction_pth, n_heads=4)
     b = batch(ENTRIES[:8])
     assert chosen_logprob(tuned.float(), b) > chosen_logprob(before.float(), b)
 
 
-def test_lora_reference_is_the_base_with_adapters_off(small_pth, tmp_path):  # noqa: F811
+def test_lora_reference_is_the_base_with_adapters_off(instruction_pth, tmp_path):
     m = model(0)
     reference_logits = m(batch()["chosen"]).detach()
     add_lora(m, LoRAConfig(rank=2, alpha=4))
@@ -111,22 +111,22 @@ def test_lora_reference_is_the_base_with_adapters_off(small_pth, tmp_path):  # n
     with torch.no_grad(), adapters_off(m):
         assert torch.equal(m(batch()["chosen"]), reference_logits)
     assert not torch.equal(m(batch()["chosen"]).detach(), reference_logits)
-    printed = run_cli(["--init-from", small_pth, "--n-heads", "4", "--data", write(tmp_path), "--batch-size", "4",
+    printed = run_cli(["--init-from", instruction_pth, "--n-heads", "4", "--data", write(tmp_path), "--batch-size", "4",
                        "--max-steps", "2", "--lora-rank", "2", "--out", tmp_path / "l.pt"])
     assert "LoRA: " in printed and "Training loss: 0.69314" in printed  # B = 0: policy = its base at first
     ckpt = read_checkpoint(tmp_path / "l.pt")
     assert ckpt["model"] and all(".adapters." in k for k in ckpt["model"])
 
 
-def test_bad_input_is_one_line(small_pth, tmp_path, capsys):  # noqa: F811
+def test_bad_input_is_one_line(instruction_pth, tmp_path, capsys):
     bad = [dict(e) for e in ENTRIES]
     del bad[3]["rejected"]
-    fails_with_one_line(capsys, dpo.main, ["--init-from", str(small_pth), "--n-heads", "4", "--data",
+    fails_with_one_line(capsys, dpo.main, ["--init-from", str(instruction_pth), "--n-heads", "4", "--data",
                                            str(write(tmp_path, bad)), "--out", str(tmp_path / "x.pt")],
                         "entry 3 has no rejected text")
-    other = GPTModel({**SMALL, "emb_dim": 48})
+    other = GPTModel({**INSTRUCTIONS, "emb_dim": 48})
     torch.save(other.state_dict(), tmp_path / "other.pth")
-    fails_with_one_line(capsys, dpo.main, ["--init-from", str(small_pth), "--n-heads", "4", "--data",
+    fails_with_one_line(capsys, dpo.main, ["--init-from", str(instruction_pth), "--n-heads", "4", "--data",
                                            str(write(tmp_path)), "--reference", str(tmp_path / "other.pth"),
                                            "--out", str(tmp_path / "x.pt")], "is another model than --init-from")
     assert not (tmp_path / "x.pt").exists()

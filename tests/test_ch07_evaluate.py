@@ -9,8 +9,7 @@ import pytest
 
 from ch07_instructions import evaluate
 from cli_checks import fails_with_one_line
-from local_servers import local, serving
-from test_ch07_instructions import FakeOllama, ollama  # noqa: F401 (the fixture)
+from local_servers import FakeOllama, local, ollama, serving  # noqa: F401 (the fixture)
 
 ENTRIES = [{"instruction": "Name a color.", "input": "", "output": "Blue.", "model_response": r}
            for r in ("Red.", "Green.", "Blue.")]
@@ -79,7 +78,7 @@ def test_openai_compatible_judge(openai_server, tmp_path, capsys):
 
 def test_local_judge_needs_no_server(tmp_path, capsys):
     pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt")
-    from test_ch05_hf_chat import chat_folder
+    from hf_tiny import chat_folder
 
     folder = chat_folder(tmp_path)
     evaluate.main(["--responses", str(answers(tmp_path)), "--judge", "local", "--judge-hf", str(folder),

@@ -2,12 +2,11 @@
 toy batches, the -100 convention, the loaders' batch shapes; and the Ollama client against a fake server."""
 
 import json
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 import torch
 from conftest import require_data
-from local_servers import local, serving
+from local_servers import FakeOllama, ollama  # noqa: F401 (the fixture)
 
 from ch07_instructions.collate import (
     IGNORE_INDEX, InstructionDataset, custom_collate_draft_1, custom_collate_draft_2, custom_collate_fn,
@@ -125,40 +124,7 @@ def test_first_batches_stop_each_pass_and_count_what_they_yield():
     assert len(seen) == 3  # an evaluation of 5 batches gets the 3 there are
 
 
-class FakeOllama(BaseHTTPRequestHandler):
-    """Ollama's /api/chat as the book reads it: the answer streamed as JSON lines."""
-
-    answers = {}
-    requests = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append(body)
-        if body["model"] != "llama3":
-            self.send_error(404, "model not found")
-            return
-        prompt = body["messages"][0]["content"]
-        answer = next((a for key, a in self.answers.items() if key in prompt), "I'd say 50.")
-        self.send_response(200)
-        self.end_headers()
-        for piece in (answer[:2], answer[2:]):  # two chunks, joined by query_model
-            self.wfile.write((json.dumps({"message": {"role": "assistant", "content": piece}}) + "\n").encode())
-
-    def do_GET(self):  # noqa: N802
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"Ollama is running")
-
-
-
-@pytest.fixture
-def ollama():
-    FakeOllama.requests.clear()
-    with serving(local(FakeOllama)) as url:
-        yield f"{url}/api/chat"
-
-
-def test_query_model_and_the_scores_against_a_fake_ollama(ollama, capsys):
+def test_query_model_and_the_scores_against_a_fake_ollama(ollama, capsys):  # noqa: F811
     from ch07_instructions.judge import generate_model_scores, query_model, server_answers
 
     assert server_answers(ollama)
@@ -173,7 +139,7 @@ def test_query_model_and_the_scores_against_a_fake_ollama(ollama, capsys):
     assert "Could not convert score: about 40" in capsys.readouterr().out
 
 
-def test_a_server_without_the_judge_is_one_error_line(ollama):
+def test_a_server_without_the_judge_is_one_error_line(ollama):  # noqa: F811
     from ch02_text.errors import UserInputError
     from ch07_instructions.judge import judge_errors, query_model
 

@@ -13,36 +13,9 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt for the serving tests")
 
-from ch02_text.hf_tokenizer import HFTokenizer, render_chat  # noqa: E402
-from ch05_pretraining.engine.chat import ChatFormat  # noqa: E402
-from ch05_pretraining.engine.explorer import Explorer  # noqa: E402
-from ch05_pretraining.hf_weights import load_hf  # noqa: E402
+from chat_server import MESSAGES, NAME, greedy_reply  # noqa: E402
 from ch05_pretraining.sampling import generate  # noqa: E402
-from ch07_instructions.api import Limits  # noqa: E402
-from ch07_instructions.serve import Service, make_service_server  # noqa: E402
-from local_servers import serving  # noqa: E402
-from test_ch05_hf_chat import chat_folder  # noqa: E402
-
-NAME = "tiny-chat"
-MESSAGES = [{"role": "user", "content": "Every effort moves you"}]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    folder = chat_folder(tmp_path_factory.mktemp("chat"))
-    model = load_hf(folder, dtype=torch.float32)
-    tok = HFTokenizer.from_folder(folder)
-    service = Service(model, tok, NAME, ChatFormat.of(tok), Limits(64, 200), max_queue=2, api_key=None)
-    with serving(make_service_server(service, Explorer(model, tok, "Hi", str(folder)))) as url:
-        yield url, model, tok, service
-
-
-def greedy_reply(model, tok, messages, n):
-    """What generate alone answers: the chat template's prompt, greedy, stopping at the end-of-turn ids."""
-    prompt = render_chat(tok.chat_template, messages, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "")
-    ids = tok.encode(prompt, allowed_special="all")
-    out = generate(model, torch.tensor([ids]), n, model.context_length, eos_id=tok.stop_ids())
-    return tok.decode(out[0, len(ids):].tolist())
+from hf_tiny import chat_folder  # noqa: E402
 
 
 def post(url, body, headers=None):

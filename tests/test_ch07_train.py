@@ -10,31 +10,17 @@ import re
 import pytest
 import torch
 
-from ch04_gpt.config import GPT_CONFIG_124M
 from ch04_gpt.model import GPTModel
 from ch05_pretraining.checkpoint import read_checkpoint
 from ch07_instructions import train
 from cli_checks import fails_with_one_line, printed
 from conftest import require_data
+from fine_tuning import INSTRUCTIONS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SMALL = {**GPT_CONFIG_124M, "emb_dim": 32, "n_layers": 2, "n_heads": 4, "context_length": 320, "drop_rate": 0.0,
-         "qkv_bias": True}
 NUMBER = re.compile(r"\d+\.\d+")
 EXAMPLES = [{"instruction": f"Repeat the word {w}.", "input": "" if i % 2 else "twice", "output": f"{w} {w}"}
             for i, w in enumerate(["red", "blue", "green", "cat", "dog", "sun", "moon", "tree"] * 3)]
-
-
-@pytest.fixture(scope="module")
-def small_pth(tmp_path_factory):
-    torch.manual_seed(0)
-    model = GPTModel(SMALL, impl="book")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape) * (0.3 if "norm" in name else 0.1) + (1.0 if "scale" in name else 0.0))
-    path = tmp_path_factory.mktemp("model") / "small.pth"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 def run_cli(argv):
@@ -49,16 +35,16 @@ def book_lines(printed):
 
 
 @pytest.fixture(scope="module")
-def runs(small_pth, tmp_path_factory):
+def runs(instruction_pth, tmp_path_factory):
     require_data("instruction-data.json")
     folder = tmp_path_factory.mktemp("runs")
-    common = ["--init-from", small_pth, "--n-heads", "4", "--max-steps", "3", "--max-test", "3", "--no-progress"]
+    common = ["--init-from", instruction_pth, "--n-heads", "4", "--max-steps", "3", "--max-test", "3", "--no-progress"]
     return {name: (run_cli([*common, *extra, "--out", folder / f"{name}.pt", "--responses", folder / f"{name}.json"]),
                    folder / f"{name}.json")
             for name, extra in (("book", ["--book"]), ("fp32", ["--no-amp"]), ("fast", []))}
 
 
-def book_functions_printed(small_pth, tmp_path):
+def book_functions_printed(instruction_pth, tmp_path):
     """What the book's own code prints from the same weights: listing 7.6's loaders, calc_loss_loader and
     train_model_simple (via the walk-through's functions), 3 steps an epoch."""
     from ch02_text.data_files import find_data_file
@@ -78,8 +64,8 @@ def book_functions_printed(small_pth, tmp_path):
     train_loader = DataLoader(InstructionDataset(train_data, tokenizer), batch_size=8, collate_fn=collate,
                               shuffle=True, drop_last=True)
     val_loader = DataLoader(InstructionDataset(val_data, tokenizer), batch_size=8, collate_fn=collate)
-    model = GPTModel(SMALL, impl="book")
-    model.load_state_dict(torch.load(small_pth, weights_only=True))
+    model = GPTModel(INSTRUCTIONS, impl="book")
+    model.load_state_dict(torch.load(instruction_pth, weights_only=True))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         torch.manual_seed(123)
@@ -93,11 +79,11 @@ def book_functions_printed(small_pth, tmp_path):
     return out.getvalue()
 
 
-def test_book_prints_the_book_functions_values(runs, small_pth, tmp_path):
+def test_book_prints_the_book_functions_values(runs, instruction_pth, tmp_path):
     printed, responses = runs["book"]
     assert book_lines(printed)[:3] == ["Training set length: 935", "Validation set length: 55",
                                        "Test set length: 110"]
-    theirs = book_functions_printed(small_pth, tmp_path)
+    theirs = book_functions_printed(instruction_pth, tmp_path)
     assert book_lines(printed)[3:] == book_lines(theirs)
     answers = json.loads(responses.read_text())
     assert len(answers) == 3 and all(isinstance(a["model_response"], str) for a in answers)
@@ -117,15 +103,15 @@ def test_fast_path_stays_near_the_book_and_fp32_writes_the_same_answers(runs):
     assert [a["model_response"] for a in fp32_answers] == [a["model_response"] for a in book_answers]
 
 
-def test_batched_answers_equal_the_book_one_by_one(small_pth):
+def test_batched_answers_equal_the_book_one_by_one(instruction_pth):
     """fp32: the KV-cached batches (left-padded, each row stopping at its own end) give each prompt the book's
     greedy answer."""
     from ch07_instructions.answers import answer_all
     from ch07_instructions.prompt_styles import PromptStyle
     from ch02_text.tokenizers import gpt2_tokenizer
 
-    model = GPTModel(SMALL)
-    state = torch.load(small_pth, weights_only=True)
+    model = GPTModel(INSTRUCTIONS)
+    state = torch.load(instruction_pth, weights_only=True)
     from ch03_attention.fast_attention import book_to_fast_state_dict
     model.load_state_dict(book_to_fast_state_dict(state))
     tok, style = gpt2_tokenizer(), PromptStyle("alpaca")
@@ -151,9 +137,9 @@ def write(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind, style", [("json", "alpaca"), ("jsonl", "phi3"), ("messages", "alpaca")])
-def test_own_data_in_every_form_and_style(kind, style, small_pth, tmp_path):
+def test_own_data_in_every_form_and_style(kind, style, instruction_pth, tmp_path):
     out = tmp_path / "c.pt"
-    printed = run_cli(["--data", write(tmp_path, kind), "--init-from", small_pth, "--n-heads", "4", "--prompt-style",
+    printed = run_cli(["--data", write(tmp_path, kind), "--init-from", instruction_pth, "--n-heads", "4", "--prompt-style",
                        style, "--batch-size", "4", "--epochs", "1", "--max-new-tokens", "8", "--mask-prompt",
                        "--val-fraction", "0.25", "--test-fraction", "0.125", "--out", out, "--no-progress"])
     assert "Training set length: 15" in printed and "Test set length: 3" in printed
@@ -163,12 +149,12 @@ def test_own_data_in_every_form_and_style(kind, style, small_pth, tmp_path):
     assert len(answers) == 3 and all(isinstance(a["model_response"], str) for a in answers)
 
 
-def test_lora_trains_adapters_and_generate_chats_in_the_prompt_style(small_pth, tmp_path, capsys, monkeypatch):
+def test_lora_trains_adapters_and_generate_chats_in_the_prompt_style(instruction_pth, tmp_path, capsys, monkeypatch):
     out = tmp_path / "lora.pt"
-    run_cli(["--data", write(tmp_path, "json"), "--init-from", small_pth, "--n-heads", "4", "--batch-size", "4",
+    run_cli(["--data", write(tmp_path, "json"), "--init-from", instruction_pth, "--n-heads", "4", "--batch-size", "4",
              "--epochs", "1", "--max-new-tokens", "4", "--lora-rank", "4", "--out", out, "--no-progress"])
     ckpt = read_checkpoint(out)
-    assert all(".adapters." in k for k in ckpt["model"]) and ckpt["lora"]["base"]["path"] == str(small_pth)
+    assert all(".adapters." in k for k in ckpt["model"]) and ckpt["lora"]["base"]["path"] == str(instruction_pth)
     from ch05_pretraining.generate import main as generate
     monkeypatch.setattr("sys.stdin", io.StringIO("Repeat the word red.\n"))
     capsys.readouterr()
@@ -185,11 +171,11 @@ def test_lora_trains_adapters_and_generate_chats_in_the_prompt_style(small_pth, 
     (json.dumps(EXAMPLES), ["--prompt-style", "chat-template"], "has no chat template"),
     (json.dumps(EXAMPLES), ["--book"], "--book runs the book's data and settings; --data changes them"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(content, extra, match, small_pth, tmp_path, capsys):
+def test_bad_input_is_one_line_and_writes_nothing(content, extra, match, instruction_pth, tmp_path, capsys):
     data = tmp_path / "d.json"
     data.write_text(content)
     out = tmp_path / "c.pt"
-    fails_with_one_line(capsys, train.main, ["--data", str(data), "--init-from", str(small_pth), "--n-heads", "4",
+    fails_with_one_line(capsys, train.main, ["--data", str(data), "--init-from", str(instruction_pth), "--n-heads", "4",
                                              "--out", str(out), *extra], match)
     assert not out.exists() and not (tmp_path / "instruction-data-with-response.json").exists()
 
