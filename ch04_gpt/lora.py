@@ -189,8 +189,11 @@ class AdaptedLinear(nn.Module):
         out = self.linear(x)
         if self.merged or self.disabled:
             return out
-        a, b = self.stacked()
-        return out + (self.dropout(x) @ a) @ b  # the scale is in b: a (rank x out) product, not an output one
+        a, b = self.stacked()  # the scale is in b: a (rank x out) product, not an output one
+        low = self.dropout(x) @ a  # (..., k * rank)
+        # out += low @ b in one pass over the output (the frozen product's backward does not need its output)
+        out.view(-1, out.shape[-1]).addmm_(low.reshape(-1, low.shape[-1]), b.to(out.dtype))
+        return out
 
     def stacked(self):
         """Every adapter's A side by side (in, k * rank) and their B, scaled, block-diagonally (k * rank, out):
