@@ -258,6 +258,7 @@ class EpochSteps:
     def __init__(self, loader: DataLoader, steps: int | None):
         self.loader, self.steps = loader, steps
         self.dataset = getattr(loader, "dataset", None)
+        self.sampler = getattr(loader, "sampler", None)  # a DistributedSampler gets each epoch's number
 
     def __len__(self):
         return len(self.loader) if self.steps is None else min(self.steps, len(self.loader))

@@ -17,16 +17,21 @@ functions at the book's settings instead and prints the book's values.
 model.safetensors or a Hugging Face model folder; texts are padded with the tokenizer's pad token, else its
 end-of-text token. The end prints the test accuracy, each class's precision, recall and F1, and the confusion
 matrix; classify texts with python -m ch06_classification.classify --checkpoint OUT.
+
+Under torchrun --nproc_per_node=N it trains data-parallel: each process a shard of every epoch's texts, the
+gradients averaged every step (``average_gradients``); rank 0 prints and saves. --book stays one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ch02_text.cli import CliParser, add_device_argument, refuse_contradictions, run_cli
 from ch02_text.data_files import find_data_file
@@ -40,7 +45,7 @@ from ch05_pretraining.engine.lora_options import add_lora_arguments, lora_config
 from ch05_pretraining.engine.model_source import base_record, load_model_path, without_dropout
 from ch05_pretraining.engine.resume import merge_resume_options, restore
 from ch05_pretraining.engine.progress import add_fine_tuning_options, train_with_progress
-from ch05_pretraining.engine.runtime import Runtime
+from ch05_pretraining.engine.runtime import Runtime, average_gradients, finish_distributed, init_distributed
 from ch05_pretraining.engine.trainer import StopRequest, TrainSettings, make_optimizer
 from ch05_pretraining.previous_chapters import tokenizer_to_dict
 
@@ -196,17 +201,28 @@ class BookTexts(Dataset):
         return len(self.texts)
 
 
-def make_loaders(datasets, batch_size, seed):
-    """Listing 6.5's loaders: the training one shuffled with drop_last, the others in order."""
+def make_loaders(datasets, batch_size, seed, rank=0, world_size=1):
+    """Listing 6.5's loaders: the training one shuffled with drop_last, the others in order. With several
+    processes each rank trains on its own shard of every epoch's permutation."""
     torch.manual_seed(seed)
     train, val, test = datasets
-    loaders = (DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True),
+    shard = (DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+             if world_size > 1 else None)
+    loaders = (DataLoader(train, batch_size=batch_size, shuffle=shard is None, sampler=shard, drop_last=True),
                DataLoader(val, batch_size=batch_size, drop_last=False),
                DataLoader(test, batch_size=batch_size, drop_last=False))
     if len(loaders[0]) == 0:
-        raise UserInputError(f"the training split has {len(train)} texts, fewer than one batch of {batch_size}: "
-                             "lower --batch-size or use more data")
+        raise UserInputError(f"the training split has {len(train)} texts, fewer than one batch of {batch_size} per "
+                             "process: lower --batch-size or use more data")
     return loaders
+
+
+def whole_loaders(loaders):
+    """The loaders the final accuracies are measured on: a sharded training loader made whole again."""
+    if loaders[0].sampler.__class__ is not DistributedSampler:
+        return loaders
+    train = DataLoader(loaders[0].dataset, batch_size=loaders[0].batch_size, shuffle=True, drop_last=True)
+    return (train, *loaders[1:])
 
 
 # -- model -----------------------------------------------------------------------------------------
@@ -235,6 +251,7 @@ def main(argv=None):
 
 
 def run(args, explicit):
+    """Check the options, then fine-tune (under torchrun in every process, rank 0 printing and saving)."""
     resume = None
     if args.resume:
         resume = read_checkpoint(args.resume)
@@ -252,7 +269,21 @@ def run(args, explicit):
         raise UserInputError("--trainable and --lora-rank: with LoRA the adapters and the new head train, the "
                              "model stays frozen; leave --trainable out")
     lora = APPENDIX_E if lora is not None and args.book else lora
-    device = pick_device(args.device)
+    if args.book and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserInputError("--book runs the book's loop in one process: leave out torchrun, or --book")
+    rank, world_size, device = init_distributed(pick_device(args.device))
+    completed = False
+    try:
+        with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere) if rank else contextlib.nullcontext():
+            state = fine_tune(args, lora, resume, device, rank, world_size)
+        completed = True
+        return state
+    finally:
+        finish_distributed(completed)
+
+
+def fine_tune(args, lora, resume, device, rank=0, world_size=1):
+    """Data, model, training and the final report; ``rank``/``world_size``: this process among several."""
     out = Path(args.out)
     check_writable(out, "--out")
     classes, train, val, test = load_rows(args)
@@ -272,7 +303,9 @@ def run(args, explicit):
           f"{args.token} token, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}")
     if lora is not None:
         print(trainable_count(model))
-    task, loaders = make_task(args, model, texts, device, settings)
+    task, loaders = make_task(args, model, texts, device, settings, rank, world_size)
+    if world_size > 1:
+        average_gradients(model)  # data parallel: each step's gradients averaged over the processes
     if resume is None:
         before_training(task, model, loaders, device, settings, args.seed)
     set_seed(args.seed)  # the book seeds again before training
@@ -286,13 +319,13 @@ def run(args, explicit):
     lora_entry = None if lora is None else {"config": lora.to_dict(), "base": base, "book": args.book}
     state = train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, state,
                            {"classes": classes, "token": args.token, "max_length": texts[0].max_length,
-                            "pad_id": pad, "trainable": args.trainable}, lora_entry)
-    after_training(task, model, loaders, device, settings, classes)
+                            "pad_id": pad, "trainable": args.trainable}, lora_entry, is_main=rank == 0)
+    after_training(task, model, whole_loaders(loaders), device, settings, classes)
     print(f"saved the classifier to {out} (python -m ch06_classification.classify --checkpoint {out} \"text\")")
     return state
 
 
-def make_task(args, model, texts, device, settings):
+def make_task(args, model, texts, device, settings, rank=0, world_size=1):
     """The task and its (train, validation, test) loaders: the book's batches of ids, or cached hidden states
     (token ids when everything trains)."""
     if args.book:
@@ -303,7 +336,7 @@ def make_task(args, model, texts, device, settings):
     cached = args.trainable != "all" and not lora
     datasets = ([CachedTexts(cache_hidden(model, t, first, device, lambda: _autocast(settings, device)), t)
                  for t in texts] if cached else texts)
-    loaders = make_loaders(datasets, args.batch_size, args.seed)
+    loaders = make_loaders(datasets, args.batch_size, args.seed, rank, world_size)
     return TailTask(loaders[0], loaders[1], args.token, first, cached), loaders
 
 
@@ -327,14 +360,17 @@ def before_training(task, model, loaders, device, settings, seed):
 
 
 def train_and_save(args, model, optimizer, task, loaders, device, settings, tokenizer, out, state, classifier,
-                   lora=None):
+                   lora=None, is_main=True):
     """Chapter 5's trainer with the classifier's task; the checkpoint written atomically at the end, or at a
-    Ctrl-C (exit 130). With ``lora`` (its config and base) it holds the adapters and the head alone."""
+    Ctrl-C (exit 130), by the main process. With ``lora`` (its config and base) it holds the adapters and the
+    head alone."""
     progress_args = argparse.Namespace(no_progress=args.no_progress, batch_size=args.batch_size,
                                        context_length=classifier["max_length"])
     stop = StopRequest()
 
     def save(state):
+        if not is_main:
+            return
         with stop.shielded(out):
             save_checkpoint(out, model, optimizer, step=state.global_step + 1, epoch=state.epoch,
                             tokenizer=tokenizer_to_dict(tokenizer), trainer_state=state.to_dict(),
@@ -345,7 +381,7 @@ def train_and_save(args, model, optimizer, task, loaders, device, settings, toke
         with stop.installed():
             state, seconds, _ = train_with_progress(model, optimizer, EpochSteps(loaders[0], args.max_steps),
                                                     loaders[1], device, settings, None, state, progress_args,
-                                                    stop=stop, task=task)
+                                                    is_main=is_main, stop=stop, task=task)
             save(state)
     except KeyboardInterrupt:
         print(f"interrupted again: stopped at once without saving; {out} is as it was", file=sys.stderr)

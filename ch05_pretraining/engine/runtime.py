@@ -91,6 +91,26 @@ def init_distributed(device):
     return dist.get_rank(), world_size, device
 
 
+def average_gradients(model: torch.nn.Module) -> int:
+    """Data-parallel training without a ``DistributedDataParallel`` wrapper, for a task that calls the model's
+    parts (chapter 6's tail): every trainable parameter starts as rank 0's (a broadcast), and its gradient is
+    averaged over the processes as soon as backward has accumulated it. Micro-batches accumulated into one step
+    stay right: the part already averaged is the same on every rank. Returns how many parameters it hooks."""
+    import torch.distributed as dist
+
+    world_size = dist.get_world_size()
+
+    def average(param):
+        dist.all_reduce(param.grad)
+        param.grad.div_(world_size)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for param in params:
+        dist.broadcast(param.data, src=0)
+        param.register_post_accumulate_grad_hook(average)
+    return len(params)
+
+
 def finish_distributed(completed: bool = True) -> None:
     """Leave the torchrun job's process group together: after a completed run every rank waits at a
     barrier first (rank 0 may still be writing the checkpoint), then all destroy the group. A process
