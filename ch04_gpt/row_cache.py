@@ -26,6 +26,8 @@ import torch
 from .kv_cache import KVCache
 from .previous_chapters import LayerKVCache
 
+ZERO_AHEAD = 64  # columns a row's unread memory is zeroed ahead of its reads (one small zero_ per step otherwise)
+
 
 class RowKVCache:
     """Keys and values (max_rows, n_kv_heads, max_len, head_dim) per layer; row r holds ``lengths[r]``
@@ -95,10 +97,11 @@ class RowKVCache:
         if start + 1 > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; {start + 1} needed")
         for row in range(self.rows):
-            if self.ready[row] < start + 1:
+            if self.ready[row] < start + 1:  # zeroed ahead, ZERO_AHEAD columns at a time
+                end = min(self.max_len, start + ZERO_AHEAD)
                 for t in (*self.keys, *self.values):
-                    t[row, :, self.ready[row]:start + 1].zero_()
-                self.ready[row] = start + 1
+                    t[row, :, self.ready[row]:end].zero_()
+                self.ready[row] = end
         lengths = torch.tensor(self.lengths, device=device)
         self.at, self.row_ids = lengths, torch.arange(self.rows, device=device)
         k_pos = torch.arange(start + 1, device=device)

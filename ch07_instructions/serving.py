@@ -162,18 +162,22 @@ class Generator:
                         break
                     free = self.max_batch - len(self.jobs)
                     joining = [self.pending.popleft() for _ in range(min(free, len(self.pending)))]
-                for job in joining:
-                    self._guarded(self._join, [job])
-                if self.jobs:
+                for i, job in enumerate(joining):
+                    if self.closing.is_set():  # long prompts may be waiting: end before encoding them
+                        with self.wake:
+                            self.pending.extendleft(reversed(joining[i:]))
+                        break
+                    self._guarded(lambda: self._join(job), [job])
+                if self.jobs and not self.closing.is_set():
                     self._guarded(self._step, list(self.jobs))
         shutting = QueueFull("the server is shutting down")
         for job in [*self.jobs, *self.pending]:
             job.events.put(("error", shutting))
 
     def _guarded(self, work, jobs):
-        """``work(*jobs)``; a failure (a bug) ends those jobs with it, and the thread goes on with the rest."""
+        """``work()`` for ``jobs``; a failure (a bug) ends those jobs with it, and the thread goes on."""
         try:
-            work(*jobs) if work == self._join else work()
+            work()
         except Exception as exc:  # noqa: BLE001 - the request fails, the server stays up
             traceback.print_exc(file=sys.stderr)
             for job in jobs:
@@ -183,10 +187,10 @@ class Generator:
 
     def _join(self, job):
         """Encode the prompt alone, take the first token, and give the request a row if it goes on."""
-        cfg = self.model.cfg
-        alone = KVCache(cfg.n_layers, 1, cfg.n_kv_heads, self.max_len, cfg.head_dim, device=self.device,
-                        dtype=self.cache.keys[0].dtype)  # no rings: the row cache keeps every key
-        logits = self.model(torch.tensor([job.request.ids], device=self.device), kv_cache=alone, last_only=True)
+        cfg, ids = self.model.cfg, job.request.ids
+        alone = KVCache(cfg.n_layers, 1, cfg.n_kv_heads, len(ids), cfg.head_dim, device=self.device,
+                        dtype=self.cache.keys[0].dtype)  # the prompt's keys alone (no rings: the row keeps all)
+        logits = self.model(torch.tensor([ids], device=self.device), kv_cache=alone, last_only=True)
         if job.cancelled.is_set() or self._take(job, logits[0, -1].float()):
             return job.events.put(("done", job.completion()))
         self.cache.add(alone)
