@@ -67,6 +67,8 @@ class Server:
         if not line.startswith("serving on "):
             raise SystemExit(f"the server did not start: {line}{self.proc.stderr.read()[-2000:]}")
         self.url = line.split()[-1].rstrip("/")
+        with urllib.request.urlopen(f"{self.url}/v1/models", timeout=30) as response:
+            self.model = json.loads(response.read())["data"][0]["id"]
 
     def rss_mib(self) -> float:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -77,11 +79,11 @@ class Server:
         self.proc.wait(10)
 
 
-def stream(url: str, prompt: str, max_tokens: int) -> dict:
+def stream(server: "Server", prompt: str, max_tokens: int) -> dict:
     """One streamed completion: seconds to the first text, seconds of each later piece, tokens."""
-    body = json.dumps({"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+    body = json.dumps({"model": server.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
                        "stream": True, "stream_options": {"include_usage": True}}).encode()
-    request = urllib.request.Request(f"{url}/v1/completions", data=body, method="POST",
+    request = urllib.request.Request(f"{server.url}/v1/completions", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     start, times, tokens = time.perf_counter(), [], 0
     with urllib.request.urlopen(request, timeout=600) as response:
@@ -101,14 +103,14 @@ def prompt(i: int) -> str:
     return " ".join(WORDS[(i + j) % len(WORDS)] for j in range(8 + i % 9))
 
 
-def load(url: str, clients: int, requests: int, max_tokens: int, offset: int = 0) -> dict:
+def load(server: Server, clients: int, requests: int, max_tokens: int, offset: int = 0) -> dict:
     """``clients`` threads, each sending ``requests`` in turn; what they measured and the wall time."""
     results, errors = [], []
 
     def client(c):
         for r in range(requests):
             try:
-                results.append(stream(url, prompt(offset + c * requests + r), max_tokens))
+                results.append(stream(server, prompt(offset + c * requests + r), max_tokens))
             except Exception as exc:  # noqa: BLE001 - counted and shown
                 errors.append(repr(exc))
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
@@ -142,16 +144,16 @@ def bench_model(key: str, args, tmp: Path) -> None:
     server = Server(source, args.clients, args.new_tokens)
     try:
         print(f"{name} ({' '.join(source[:1])}), {args.new_tokens} new tokens per request, greedy:", flush=True)
-        load(server.url, 1, 1, 8)  # warm-up
-        one = load(server.url, 1, args.requests, args.new_tokens)
+        load(server, 1, 1, 8)  # warm-up
+        one = load(server, 1, args.requests, args.new_tokens)
         report("1 client", one)
-        many = load(server.url, args.clients, args.requests, args.new_tokens, offset=100)
+        many = load(server, args.clients, args.requests, args.new_tokens, offset=100)
         report(f"{args.clients} clients at once", many)
         print(f"  aggregate: {many['tokens_per_s'] / one['tokens_per_s']:.2f}x one client's", flush=True)
         if args.leak:
-            load(server.url, args.clients, 100 // args.clients, 8, offset=1000)
+            load(server, args.clients, 100 // args.clients, 8, offset=1000)
             after_100 = server.rss_mib()
-            load(server.url, args.clients, (args.leak - 100) // args.clients, 8, offset=2000)
+            load(server, args.clients, (args.leak - 100) // args.clients, 8, offset=2000)
             print(f"  server memory after 100 requests {after_100:,.0f} MiB, after {args.leak:,} "
                   f"{server.rss_mib():,.0f} MiB", flush=True)
     finally:
