@@ -75,3 +75,24 @@ def test_stop_stops_the_servers_work_too(page, served):
         assert page.locator(".message.assistant").count() == 1  # the reply so far stays
     finally:
         handle.remove()
+
+
+def test_screenshot_is_not_blank(page, tmp_path):
+    """The README's screenshot: LLMS_CHAT_SCREENSHOT=ch07_instructions/chat_page/screenshot.png python -m pytest
+    -k screenshot tests/test_ch07_chat_page.py (the tests' tiny chat model, random weights)."""
+    import io
+    import os
+
+    from matplotlib.image import imread
+
+    page.set_viewport_size({"width": 1000, "height": 640})
+    page.fill("#max_tokens", "40")
+    for text in (MESSAGES[0]["content"], "Name a color."):
+        send(page, text)
+    png = page.screenshot()
+    image = imread(io.BytesIO(png))
+    assert page.locator(".message").count() == 4 and image.std() > 0.05
+    (tmp_path / "chat.png").write_bytes(png)
+    if os.environ.get("LLMS_CHAT_SCREENSHOT"):
+        with open(os.environ["LLMS_CHAT_SCREENSHOT"], "wb") as f:
+            f.write(png)
