@@ -41,7 +41,7 @@ class RowKVCache:
         self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.windows = list(windows) if windows is not None else [None] * n_layers
-        self.max_rows, self.max_len, self.device = max_rows, max_len, device
+        self.max_rows, self.max_len = max_rows, max_len
         self.lengths: list[int] = []  # per row in use
         self.ready = [0] * max_rows  # per row: its columns [0, ready) hold finite numbers
         self.masks: dict = {}  # per window, this step's (rows, 1, 1, keys) mask

@@ -219,7 +219,7 @@ def make_loaders(datasets, batch_size, seed, rank=0, world_size=1):
 
 def whole_loaders(loaders):
     """The loaders the final accuracies are measured on: a sharded training loader made whole again."""
-    if loaders[0].sampler.__class__ is not DistributedSampler:
+    if not isinstance(loaders[0].sampler, DistributedSampler):
         return loaders
     train = DataLoader(loaders[0].dataset, batch_size=loaders[0].batch_size, shuffle=True, drop_last=True)
     return (train, *loaders[1:])
