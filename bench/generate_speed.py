@@ -22,7 +22,7 @@ from ch03_attention.fast_attention import book_to_fast_state_dict
 from ch04_gpt.config import GPT_CONFIG_124M, estimate
 from ch04_gpt.generate import generate_batch, generate_text_cached, generate_text_simple
 from ch04_gpt.model import GPTModel
-from ch04_gpt.packed_linear import pack_for_decoding, packing_pays
+from ch04_gpt.packed_linear import MatVecLinear, PackedLinear, decoding_layer, pack_for_decoding
 from ch04_gpt.previous_chapters import gpt2_tokenizer
 
 
@@ -143,17 +143,20 @@ def dtypes(n, checkpoint, rounds=4):
     bf16.load_state_dict(fast.state_dict())
     bf16 = bf16.to(torch.bfloat16)
     packed = {}
-    for name, model in (("fp32", fast), ("bf16", bf16)):  # what generate runs: weights packed for decoding
+    for name, model, layer in (("fp32", fast, PackedLinear), ("bf16", bf16, PackedLinear),
+                               ("bf16 matvec", bf16, MatVecLinear)):  # the layers generate may pick
         packed[name] = GPTModel(GPT_CONFIG_124M).eval().to(model.tok_emb.weight.dtype)
         packed[name].load_state_dict(model.state_dict())
-        pack_for_decoding(packed[name], where_it_pays=False)
+        pack_for_decoding(packed[name], layer=layer)
     runs = {"book loop (generate_text_simple), fp32": (book, lambda: generate_text_simple(book, idx, n, ctx)),
             "KV cache, fp32": (fast, lambda: generate_text_cached(fast, idx, n, ctx)),
             "KV cache, bf16": (bf16, lambda: generate_text_cached(bf16, idx, n, ctx)),
             "KV cache, fp32, packed weights": (
                 fast, lambda: generate_text_cached(packed["fp32"], idx, n, ctx)),
             "KV cache, bf16, packed weights": (
-                bf16, lambda: generate_text_cached(packed["bf16"], idx, n, ctx))}
+                bf16, lambda: generate_text_cached(packed["bf16"], idx, n, ctx)),
+            "KV cache, bf16, ATen's matrix-vector products (MatVecLinear)": (
+                bf16, lambda: generate_text_cached(packed["bf16 matvec"], idx, n, ctx))}
     try:
         import tempfile
 
@@ -189,8 +192,9 @@ def dtypes(n, checkpoint, rounds=4):
     same = torch.equal(runs["KV cache, fp32, packed weights"][1](),
                        runs["book loop (generate_text_simple), fp32"][1]())
     print(f"fp32 packed = book loop, token for token: {same}")
-    print(f"generate here: bf16 {'packed' if packing_pays(torch.bfloat16) else 'nn.Linear'}, "
-          f"--dtype float32 {'packed' if packing_pays(torch.float32) else 'nn.Linear'} (packing_pays)")
+    picks = {dtype: getattr(decoding_layer(dtype), "__name__", "nn.Linear")
+             for dtype in (torch.bfloat16, torch.float32)}
+    print(f"generate here: bf16 {picks[torch.bfloat16]}, --dtype float32 {picks[torch.float32]} (decoding_layer)")
     differ, max_diff, positions = greedy_agreement(checkpoint)
     print(f"bf16 vs fp32, teacher-forced over the-verdict's validation text ({positions} positions, "
           f"{checkpoint}): greedy choice differs at {differ:.2%}, largest logit difference {max_diff:.3f}")

@@ -6,10 +6,11 @@
 
 For each shape a model with random weights is written by transformers (``save_pretrained``, bf16, as real
 folders are), then, as separate processes, loaded by ``load_hf`` and by ``from_pretrained``: peak RSS above
-the process's baseline (every weight read once, so memory-mapped pages count) and seconds. Then both decode the same prompt greedily, batch 1, in fp32 and in bf16,
-beside the memory-bandwidth limit (weight bytes read per token / measured copy bandwidth): ours with nn.Linear,
-transformers, and ours with the weights packed for decoding (``pack_for_decoding``); the row that ``generate``
-runs on this CPU is marked (``packing_pays``), and the tokens are checked equal.
+the process's baseline (every weight read once, so memory-mapped pages count) and seconds. Then both decode
+the same prompt greedily, batch 1, in fp32 and in bf16, beside the memory-bandwidth limit (weight bytes read
+per token / measured copy bandwidth): ours with nn.Linear, transformers, ours with the weights packed for
+decoding (``PackedLinear``) and, in bf16, ours through ATen's matrix-vector kernel (``MatVecLinear``); the row
+that ``generate`` runs on this CPU is marked (``decoding_layer``), and the tokens are compared.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bench.generate_speed import memory_bandwidth, weight_bytes_per_token
 from bench.timing import machine_line
 from ch04_gpt.config import model_config, scaled_config
 from ch04_gpt.generate import generate_text_cached
-from ch04_gpt.packed_linear import pack_for_decoding, packing_pays
+from ch04_gpt.packed_linear import MatVecLinear, PackedLinear, decoding_layer, pack_for_decoding
 
 LOAD_SNIPPET = """
 import json, sys, time, torch
@@ -116,10 +117,16 @@ def decode_rates(folder: str, dtype, n: int, bandwidth: float) -> list[tuple]:
     timed_run("ours, nn.Linear", lambda: generate_text_cached(ours, idx, n, 2048))
     timed_run("transformers generate", lambda: theirs.generate(idx, max_new_tokens=n, min_new_tokens=n,
                                                                do_sample=False, pad_token_id=0))
-    picked = "packed" if packing_pays(dtype) else "nn.Linear"  # what generate and the explorer run here
-    pack_for_decoding(ours, where_it_pays=False)
-    generate_text_cached(ours, idx, 3, 2048)
-    timed_run("ours, packed", lambda: generate_text_cached(ours, idx, n, 2048))
+    picked = decoding_layer(dtype)  # what generate and the explorer run here (None: nn.Linear)
+    layers = {"packed": PackedLinear, "ATen matrix-vector": MatVecLinear}
+    for label, layer in layers.items():
+        if layer is MatVecLinear and dtype != torch.bfloat16:
+            continue
+        model = ours if label == "packed" else load_hf(folder, dtype=dtype)  # a fresh copy: packing replaces
+        pack_for_decoding(model, layer=layer)
+        generate_text_cached(model, idx, 3, 2048)
+        timed_run(f"ours, {label}", lambda model=model: generate_text_cached(model, idx, n, 2048))
+    picked = next((label for label, layer in layers.items() if layer is picked), "nn.Linear")
     rows = [(f"{name} (generate's choice here)" if name == f"ours, {picked}" else name, rate) for name, rate in rows]
     first = next(iter(outputs.values()))
     same = all(torch.equal(first, out) for out in outputs.values())
@@ -161,7 +168,7 @@ def main(argv=None):
                 for name, rate, per_token, limit in rows:
                     print(f"| {name} | {str(dtype)[6:]} | {rate:.2f} | {per_token / 1e9:.2f} GB | {limit:.2f} | "
                           f"{rate / limit:.0%} |")
-                print(f"| (the three give the same tokens: {same}) | | | | | |")
+                print(f"| (all rows give the same tokens: {same}) | | | | | |")
     return 0
 
 

@@ -127,9 +127,14 @@ class LayerCache:
 class RingLayerCache(LayerCache):
     """A sliding-window layer: the last ``window`` positions, in slot ``position % window``.
 
-    ``update`` returns the stored keys followed by the new ones (order does not matter to attention:
-    the mask is built from each key's position), then keeps the newest ``window`` of them.
+    Until the ring is full, slot j holds position j and the layer reads the slots filled so far, as a plain
+    layer does. After that, a single new token (a decoding step) takes the slot of the position that leaves
+    its window, and the step reads the whole ring; several new tokens at once get the stored keys followed
+    by theirs (order does not matter to attention: the mask is built from each key's position), and the
+    newest ``window`` of them are kept.
     """
+
+    key_pos = None  # the position of each key the last update returned (None: 0, 1, ... as a plain layer)
 
     def update(self, k, v):
         c, i, start = self.cache, self.index, self.cache.pos
@@ -138,15 +143,29 @@ class RingLayerCache(LayerCache):
             raise ValueError(f"KV cache holds {c.max_len} positions; {start + num_tokens} needed: reset it or "
                              "crop the input")
         slots = c.slot_pos[i]
-        new_pos = torch.arange(start, start + num_tokens, device=slots.device)
+        end, length = start + num_tokens, slots.shape[0]
+        if end <= length:  # not full yet: no copies, no mask beyond a plain layer's
+            self.key_pos = None
+            slots[start:end] = torch.arange(start, end, device=slots.device)
+            return super().update(k, v)
+        if num_tokens == 1:  # the new key replaces the one leaving the window: every slot is then in it
+            where = start % length
+            c.keys[i][:, :, where] = k[:, :, 0]
+            c.values[i][:, :, where] = v[:, :, 0]
+            slots[where] = start
+            self.key_pos = slots
+            return c.keys[i], c.values[i], start
+        new_pos = torch.arange(start, end, device=slots.device)
         keys, values = torch.cat((c.keys[i], k), dim=2), torch.cat((c.values[i], v), dim=2)
         self.key_pos = torch.cat((slots, new_pos))
-        keep = min(num_tokens, slots.shape[0])
-        where = new_pos[-keep:] % slots.shape[0]
+        keep = min(num_tokens, length)
+        where = new_pos[-keep:] % length
         c.keys[i][:, :, where] = k[:, :, -keep:]
         c.values[i][:, :, where] = v[:, :, -keep:]
         slots[where] = new_pos[-keep:]
         return keys, values, start
 
     def attention_mask(self, start: int, num_tokens: int):
+        if self.key_pos is None:
+            return super().attention_mask(start, num_tokens)
         return self.mask_for(start, num_tokens, self.key_pos, self.cache.windows[self.index])

@@ -1,10 +1,12 @@
-"""Linear layers with their weights packed once for decoding on a CPU.
+"""Linear layers laid out once for decoding on a CPU.
 
 Unlike ``nn.Linear`` (whose weight oneDNN reorders into its blocked layout again on every call, or which
 falls back to a plain matrix-vector kernel): ``PackedLinear`` holds the weight already in oneDNN's layout,
 so a decoding step, one token's matrix-vector product per layer, reads the weights at close to the memory's
-speed (bench/README.md compares it with nn.Linear for one row, in fp32 and bf16). Inference only: the
-packed weight is a buffer, not a parameter, so a packed model is for generating, not for training.
+speed (bench/README.md compares it with nn.Linear for one row, in fp32 and bf16). ``MatVecLinear`` does
+the same for one bf16 row through ATen's own matrix-vector kernel, which reads bf16 weights faster than
+oneDNN's. ``pack_for_decoding`` puts in whichever is the faster here. Inference only: the laid-out weights
+are plain tensors, not parameters, so a packed model is for generating, not for training.
 
 >>> layer = torch.nn.Linear(64, 32)
 >>> x = torch.randn(2, 5, 64)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ch02_text.hardware import intel_cpu
 
@@ -53,13 +56,7 @@ class PackedLinear(nn.Module):
     @classmethod
     def stacked(cls, linears, rows: int = 1) -> "PackedLinear":
         """One packed layer computing several linears of the same input, their outputs side by side."""
-        first = linears[0]
-        both = nn.Linear(first.in_features, sum(m.out_features for m in linears), bias=first.bias is not None,
-                         device="meta")
-        both.weight = nn.Parameter(torch.cat([m.weight.detach() for m in linears]), requires_grad=False)
-        if first.bias is not None:
-            both.bias = nn.Parameter(torch.cat([m.bias.detach() for m in linears]), requires_grad=False)
-        return cls(both, rows)
+        return cls(side_by_side(linears), rows)
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)  # (b * num_tokens, in_features)
@@ -70,34 +67,126 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+def side_by_side(linears) -> nn.Linear:
+    """One ``nn.Linear`` computing several linears of the same input, their outputs side by side (a copy)."""
+    first = linears[0]
+    both = nn.Linear(first.in_features, sum(m.out_features for m in linears), bias=first.bias is not None,
+                     device="meta")
+    both.weight = nn.Parameter(torch.cat([m.weight.detach() for m in linears]), requires_grad=False)
+    if first.bias is not None:
+        both.bias = nn.Parameter(torch.cat([m.bias.detach() for m in linears]), requires_grad=False)
+    return both
+
+
+# ATen's bf16 matrix-vector kernel reads rows of up to about this many columns at memory speed, longer ones
+# slower (8192: about three quarters of it on the AMD EPYC of bench/README.md): longer rows are cut in pieces
+COLUMNS_PER_PIECE = 4096
+
+
+class MatVecLinear(nn.Module):
+    """``nn.Linear``'s forward with one row at a time through ATen's own matrix-vector kernel (bf16 decoding).
+
+    Unlike ``PackedLinear``: the weight keeps its plain layout (a tied head shares the embedding's tensor; no
+    copy unless its rows are cut), and a single row's product runs with oneDNN switched off for its duration,
+    so that ATen's vectorised dot products (fp32 sums) read the bf16 weight at memory speed, where oneDNN's
+    kernels read it about a quarter slower on the CPUs measured. The switch is process-wide for those
+    microseconds: another thread's product in that time takes ATen's kernel too (the same result, slower).
+    Rows longer than ``COLUMNS_PER_PIECE`` are cut into pieces whose products are added. Several rows (a
+    prompt) go through oneDNN, as ``nn.Linear`` does.
+
+    >>> layer = torch.nn.Linear(64, 32).to(torch.bfloat16)
+    >>> x = torch.randn(1, 64, dtype=torch.bfloat16)
+    >>> bool(torch.allclose(MatVecLinear(layer)(x), layer(x), atol=2e-2, rtol=2e-2))
+    True
+    """
+
+    def __init__(self, linear: nn.Linear, rows: int = 1):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach()
+        pieces = -(-self.in_features // COLUMNS_PER_PIECE)
+        self.widths = [len(r) for r in torch.arange(self.in_features).tensor_split(pieces)]
+        self.pieces = [weight] if pieces == 1 else [w.contiguous() for w in weight.split(self.widths, dim=1)]
+        self.bias = None if linear.bias is None else linear.bias.detach().clone()
+
+    @classmethod
+    def stacked(cls, linears, rows: int = 1) -> "MatVecLinear":
+        """One layer computing several linears of the same input, their outputs side by side."""
+        return cls(side_by_side(linears), rows)
+
+    def products(self, rows):
+        parts = rows.split(self.widths, dim=-1) if len(self.pieces) > 1 else (rows,)
+        out = F.linear(parts[0], self.pieces[0], self.bias)
+        for part, piece in zip(parts[1:], self.pieces[1:]):
+            out.addmm_(part, piece.t())
+        return out
+
+    def forward(self, x):
+        rows = x.reshape(-1, self.in_features)  # (b * num_tokens, in_features)
+        if rows.shape[0] != 1:
+            return self.products(rows).view(*x.shape[:-1], self.out_features)
+        was = torch._C._get_mkldnn_enabled()
+        torch._C._set_mkldnn_enabled(False)  # ATen's matrix-vector kernel, not oneDNN's
+        try:
+            out = self.products(rows)
+        finally:
+            torch._C._set_mkldnn_enabled(was)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"pieces={len(self.pieces)}")
+
+
 class PackedGatedFeedForward(nn.Module):
     """``GatedFeedForward`` with gate and up in one packed matmul (one weight read, one call), down packed."""
 
-    def __init__(self, ff: GatedFeedForward, rows: int = 1):
+    def __init__(self, ff: GatedFeedForward, rows: int = 1, layer=None):
         super().__init__()
+        layer = layer or PackedLinear
         self.hidden, self.activation = ff.fc1.out_features, ff.activation
-        self.gate_up = PackedLinear.stacked([ff.fc1, ff.fc2], rows)
-        self.fc3 = PackedLinear(ff.fc3, rows)
+        self.gate_up = layer.stacked([ff.fc1, ff.fc2], rows)
+        self.fc3 = layer(ff.fc3, rows)
 
     def forward(self, x):
         gate, up = self.gate_up(x).split(self.hidden, dim=-1)
         return self.fc3(ACTIVATIONS[self.activation](gate) * up)
 
 
-def pack_for_decoding(model: nn.Module, where_it_pays: bool = True, rows: int = 1) -> int:
-    """Replace every ``nn.Linear`` of ``model`` by a ``PackedLinear`` (a gated MLP's gate and up stacked into one)
-    where the model's dtype and device allow it (see ``can_pack``) and, with ``where_it_pays``, where it is the
-    faster (``packing_pays``); returns how many linears were packed. ``rows``: the rows a step computes (the
-    layout oneDNN picks for them). Do it last: the packed model cannot change dtype or device, and trains no
-    more."""
+def decoding_layer(dtype: torch.dtype, device: torch.device | str = "cpu", rows: int = 1):
+    """The linear layer class that decodes ``rows`` rows per step fastest here, or None for ``nn.Linear`` as it
+    is, as measured (bench/README.md): ``MatVecLinear`` for one bf16 row on a CPU, ``PackedLinear`` for several
+    bf16 rows and for fp32 where packing pays (``packing_pays``: not on Intel's CPUs).
+
+    >>> decoding_layer(torch.bfloat16).__name__, decoding_layer(torch.float32, "cuda")
+    ('MatVecLinear', None)
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    if dtype == torch.bfloat16 and rows == 1:
+        return MatVecLinear
+    return PackedLinear if can_pack(dtype, device) and packing_pays(dtype) else None
+
+
+def pack_for_decoding(model: nn.Module, rows: int = 1, layer=None) -> int:
+    """Replace every ``nn.Linear`` of ``model`` by the layer that decodes fastest here (``decoding_layer``; a
+    gated MLP's gate and up stacked into one), or by ``layer`` (``PackedLinear`` or ``MatVecLinear``) where the
+    model's dtype and device allow it; returns how many linears were replaced. ``rows``: the rows a step
+    computes (the layout oneDNN picks for them). Do it last: the packed model cannot change dtype or device,
+    and trains no more."""
     first = next(model.parameters())
-    if not can_pack(first.dtype, first.device) or (where_it_pays and not packing_pays(first.dtype)):
+    if layer is None:
+        layer = decoding_layer(first.dtype, first.device, rows)
+    elif first.device.type != "cpu" or (layer is PackedLinear and not can_pack(first.dtype, first.device)):
+        layer = None
+    if layer is None:
         return 0
     count = 0
-    for kind, packed in ((GatedFeedForward, PackedGatedFeedForward), (nn.Linear, PackedLinear)):
+    for kind in (GatedFeedForward, nn.Linear):
         targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                    if type(child) is kind]
         for parent, name, child in targets:
-            setattr(parent, name, packed(child, rows))
+            setattr(parent, name, PackedGatedFeedForward(child, rows, layer) if kind is GatedFeedForward
+                    else layer(child, rows))
         count += len(targets) * (3 if kind is GatedFeedForward else 1)
     return count

@@ -134,10 +134,28 @@ class Rotation(Protocol):
 
 class CosSinRotation:
     """The ``Rotation`` of some positions: their angles' cos and sin (fp32, from ``RotaryEmbedding``), cast to
-    each input's dtype."""
+    each input's dtype once (every layer of a forward pass shares them).
+
+    ``apply_rope``'s sum, with ``rotate_half``'s minus moved into sin's first half: ``x * cos + roll(x) *
+    signed_sin``, the same numbers in two fewer operations per call.
+
+    >>> cos, sin = RotaryEmbedding(8, 10_000.0)(torch.arange(3), torch.float32)
+    >>> x = torch.randn(1, 2, 3, 8)
+    >>> torch.equal(CosSinRotation(cos, sin)(x), apply_rope(x, cos, sin))
+    True
+    """
 
     def __init__(self, cos: torch.Tensor, sin: torch.Tensor):
         self.cos, self.sin = cos, sin  # (1, 1, T, head_dim) or (b, 1, T, head_dim)
+        self.factors = {}  # dtype -> (cos, signed sin) in that dtype
+
+    def factors_in(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if dtype not in self.factors:
+            half = self.sin.shape[-1] // 2
+            signed = torch.cat((-self.sin[..., :half], self.sin[..., half:]), dim=-1)
+            self.factors[dtype] = self.cos.to(dtype), signed.to(dtype)
+        return self.factors[dtype]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return apply_rope(x, self.cos.to(x.dtype), self.sin.to(x.dtype))
+        cos, signed_sin = self.factors_in(x.dtype)
+        return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin  # roll: (x2, x1) of rotate_half
