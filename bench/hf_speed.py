@@ -10,13 +10,17 @@ the process's baseline (every weight read once, so memory-mapped pages count) an
 the same prompt greedily, batch 1, in fp32 and in bf16, beside the memory-bandwidth limit (weight bytes read
 per token / measured copy bandwidth): ours with nn.Linear, transformers, ours with the weights packed for
 decoding (``PackedLinear``) and, in bf16, ours through ATen's matrix-vector kernel (``MatVecLinear``); the row
-that ``generate`` runs on this CPU is marked (``decoding_layer``), and the tokens are compared.
+that ``generate`` runs on this CPU is marked (``decoding_layer``), and the tokens are compared. Each way is
+timed in ``--repeats`` rounds that take every way in turn: the table gives the best tokens/s, and the median
+over the rounds of its share of the limit, each round's limit from the copy bandwidth measured just before it
+(this VM's bandwidth drifts between about 30 and 50 GB/s from minute to minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,7 +100,9 @@ def load_cost(kind: str, folder: str, dtype: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def decode_rates(folder: str, dtype, n: int, bandwidth: float) -> list[tuple]:
+def decode_rates(folder: str, dtype, n: int, repeats: int) -> tuple[list[tuple], bool]:
+    """``(name, tokens/s, weight bytes per token)`` of each way to decode, the best of ``repeats`` rounds that
+    take every way in turn (this VM's speed drifts), and whether all gave the same tokens."""
     import transformers
 
     from ch05_pretraining.hf_weights import load_hf
@@ -105,32 +111,33 @@ def decode_rates(folder: str, dtype, n: int, bandwidth: float) -> list[tuple]:
     theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     idx = torch.tensor([[128, 2000, 311, 4000, 17]])
     per_token = weight_bytes_per_token(ours)  # before packing: the packed weights are buffers
-    generate_text_cached(ours, idx, 3, 2048)  # warm-up
-    theirs.generate(idx, max_new_tokens=3, do_sample=False, pad_token_id=0)
-    rows, outputs = [], {}
-
-    def timed_run(name, fn):
-        start = time.perf_counter()
-        outputs[name] = fn()
-        rows.append((name, n / (time.perf_counter() - start)))
-
-    timed_run("ours, nn.Linear", lambda: generate_text_cached(ours, idx, n, 2048))
-    timed_run("transformers generate", lambda: theirs.generate(idx, max_new_tokens=n, min_new_tokens=n,
-                                                               do_sample=False, pad_token_id=0))
-    picked = decoding_layer(dtype)  # what generate and the explorer run here (None: nn.Linear)
+    runs = {"ours, nn.Linear": lambda: generate_text_cached(ours, idx, n, 2048),
+            "transformers generate": lambda: theirs.generate(idx, max_new_tokens=n, min_new_tokens=n,
+                                                             do_sample=False, pad_token_id=0)}
     layers = {"packed": PackedLinear, "ATen matrix-vector": MatVecLinear}
     for label, layer in layers.items():
         if layer is MatVecLinear and dtype != torch.bfloat16:
             continue
-        model = ours if label == "packed" else load_hf(folder, dtype=dtype)  # a fresh copy: packing replaces
+        model = load_hf(folder, dtype=dtype)  # a copy of its own: packing replaces the layers
         pack_for_decoding(model, layer=layer)
-        generate_text_cached(model, idx, 3, 2048)
-        timed_run(f"ours, {label}", lambda model=model: generate_text_cached(model, idx, n, 2048))
-    picked = next((label for label, layer in layers.items() if layer is picked), "nn.Linear")
-    rows = [(f"{name} (generate's choice here)" if name == f"ours, {picked}" else name, rate) for name, rate in rows]
+        runs[f"ours, {label}"] = lambda model=model: generate_text_cached(model, idx, n, 2048)
+    outputs = {name: fn() for name, fn in runs.items()}  # warm-up
+    rates, shares, bandwidths = {name: [] for name in runs}, {name: [] for name in runs}, []
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            bandwidth = memory_bandwidth(megabytes=256, repeats=3)  # now: this VM's bandwidth drifts
+            start = time.perf_counter()
+            fn()
+            rates[name].append(n / (time.perf_counter() - start))
+            shares[name].append(rates[name][-1] * per_token / bandwidth)
+            bandwidths.append(bandwidth)
+    picked = decoding_layer(dtype)  # what generate and the explorer run here (None: nn.Linear)
+    picked = next((f"ours, {label}" for label, layer in layers.items() if layer is picked), "ours, nn.Linear")
     first = next(iter(outputs.values()))
     same = all(torch.equal(first, out) for out in outputs.values())
-    return [(name, rate, per_token, bandwidth / per_token) for name, rate in rows], same
+    rows = [(f"{name} (generate's choice here)" if name == picked else name, max(rates[name]), per_token,
+             statistics.median(shares[name])) for name in runs]
+    return rows, same, (min(bandwidths), max(bandwidths))
 
 
 def main(argv=None):
@@ -139,6 +146,7 @@ def main(argv=None):
     p.add_argument("--shapes", nargs="+", default=["llama-3.2-1b", "qwen3-0.6b"],
                    help=f"presets, or families at a bench shape: {', '.join(FAMILY_SHAPES)} (all: every family)")
     p.add_argument("--new-tokens", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3, help="rounds of decoding, each way in turn; the best counts")
     p.add_argument("--load-only", action="store_true", help="only the loading table")
     p.add_argument("--decode-only", action="store_true", help="only the decoding table")
     args = p.parse_args(argv)
@@ -160,15 +168,15 @@ def main(argv=None):
                           f"{cost['weights'] / 1e9:.2f} GB | {peak / cost['weights']:.2f} |")
             if args.load_only:
                 continue
-            print(f"| decoding, {args.new_tokens} new tokens, batch 1 | dtype | tokens/s | weight bytes per token | "
-                  "limit | share of the limit |")
-            print("| --- | --- | ---: | ---: | ---: | ---: |")
+            print(f"| decoding, {args.new_tokens} new tokens, batch 1 | dtype | tokens/s (best) | weight bytes per "
+                  "token | share of the limit (median) |")
+            print("| --- | --- | ---: | ---: | ---: |")
             for dtype in (torch.float32, torch.bfloat16):
-                rows, same = decode_rates(folder, dtype, args.new_tokens, bandwidth)
-                for name, rate, per_token, limit in rows:
-                    print(f"| {name} | {str(dtype)[6:]} | {rate:.2f} | {per_token / 1e9:.2f} GB | {limit:.2f} | "
-                          f"{rate / limit:.0%} |")
-                print(f"| (all rows give the same tokens: {same}) | | | | | |")
+                rows, same, (low, high) = decode_rates(folder, dtype, args.new_tokens, args.repeats)
+                for name, rate, per_token, share in rows:
+                    print(f"| {name} | {str(dtype)[6:]} | {rate:.2f} | {per_token / 1e9:.2f} GB | {share:.0%} |")
+                print(f"| (all rows give the same tokens: {same}; copy bandwidth {low / 1e9:.1f}-{high / 1e9:.1f} "
+                      "GB/s) | | | | |")
     return 0
 
 

@@ -39,7 +39,8 @@ def can_pack(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool:
 def packing_pays(dtype: torch.dtype) -> bool:
     """Whether packed weights decode faster than ``nn.Linear`` on this CPU, as measured (bench/README.md): in
     bf16 everywhere, in fp32 not on Intel CPUs, whose fp32 ``nn.Linear`` runs MKL's matrix-vector kernel at
-    memory speed already, while on AMD's packing pays in fp32 too."""
+    memory speed already, while on AMD's packing pays in fp32 too. (For a single bf16 row ``MatVecLinear`` is
+    faster still: ``decoding_layer`` picks.)"""
     return dtype != torch.float32 or not intel_cpu()
 
 

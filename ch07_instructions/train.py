@@ -216,9 +216,10 @@ def run(args, explicit):
     figure = save_figure(plot_losses(torch.linspace(0, args.epochs, len(losses[0])), losses[2], losses[0],
                                      losses[1]), out.with_suffix(".png").name, out.parent)
     print(f"loss figure: {figure}")
+    start = time.perf_counter()
     answered = answer_test(args, model, tokenizer, style, test, device, settings)
     write_responses(answered, responses)
-    print(f"{len(answered)} answers written to {responses}")
+    print(f"{len(answered)} answers written to {responses} in {(time.perf_counter() - start) / 60:.2f} minutes")
     print(f"saved the fine-tuned model to {out} (python -m ch05_pretraining.generate --checkpoint {out} "
           "--interactive --chat)")
     return losses
