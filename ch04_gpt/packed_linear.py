@@ -17,6 +17,8 @@ True
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -82,6 +84,7 @@ def side_by_side(linears) -> nn.Linear:
 # ATen's bf16 matrix-vector kernel reads rows of up to about this many columns at memory speed, longer ones
 # slower (8192: about three quarters of it on the AMD EPYC of bench/README.md): longer rows are cut in pieces
 COLUMNS_PER_PIECE = 4096
+ONEDNN_SWITCH = threading.Lock()  # held while a MatVecLinear has oneDNN switched off
 
 
 class MatVecLinear(nn.Module):
@@ -91,7 +94,8 @@ class MatVecLinear(nn.Module):
     copy unless its rows are cut), and a single row's product runs with oneDNN switched off for its duration,
     so that ATen's vectorised dot products (fp32 sums) read the bf16 weight at memory speed, where oneDNN's
     kernels read it about a quarter slower on the CPUs measured. The switch is process-wide for those
-    microseconds: another thread's product in that time takes ATen's kernel too (the same result, slower).
+    microseconds: another thread's product in that time takes ATen's kernel too (the same result, slower), and
+    a lock keeps two threads' switches from interleaving.
     Rows longer than ``COLUMNS_PER_PIECE`` are cut into pieces whose products are added. Several rows (a
     prompt) go through oneDNN, as ``nn.Linear`` does.
 
@@ -126,12 +130,13 @@ class MatVecLinear(nn.Module):
         rows = x.reshape(-1, self.in_features)  # (b * num_tokens, in_features)
         if rows.shape[0] != 1:
             return self.products(rows).view(*x.shape[:-1], self.out_features)
-        was = torch._C._get_mkldnn_enabled()
-        torch._C._set_mkldnn_enabled(False)  # ATen's matrix-vector kernel, not oneDNN's
-        try:
-            out = self.products(rows)
-        finally:
-            torch._C._set_mkldnn_enabled(was)
+        with ONEDNN_SWITCH:  # two threads switching at once could otherwise leave oneDNN off for good
+            was = torch._C._get_mkldnn_enabled()
+            torch._C._set_mkldnn_enabled(False)  # ATen's matrix-vector kernel, not oneDNN's
+            try:
+                out = self.products(rows)
+            finally:
+                torch._C._set_mkldnn_enabled(was)
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

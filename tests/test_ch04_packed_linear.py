@@ -63,6 +63,26 @@ def test_matvec_shares_an_uncut_weight_and_keeps_onednn_on_after_an_error():
     assert torch._C._get_mkldnn_enabled()
 
 
+def test_matvec_from_several_threads_at_once_leaves_onednn_on():
+    import threading
+
+    layer = MatVecLinear(torch.nn.Linear(64, 32).to(torch.bfloat16))
+    x = torch.randn(1, 64, dtype=torch.bfloat16)
+    expected = layer(x)
+    results = []
+
+    def decode():
+        results.extend(bool(torch.equal(layer(x), expected)) for _ in range(300))
+
+    threads = [threading.Thread(target=decode) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 1200 and all(results)
+    assert torch._C._get_mkldnn_enabled()
+
+
 def test_decoding_layer_is_the_measured_fastest():
     assert decoding_layer(torch.bfloat16) is MatVecLinear  # one row
     assert decoding_layer(torch.bfloat16, rows=8) is (PackedLinear if can_pack(torch.bfloat16) else None)
