@@ -31,7 +31,7 @@ def main(argv=None):
         results = {}
         for name, extra in (("default fast path", []), ("--book (the book's loop)", ["--book"])):
             seconds, peak, out = whole_command(["ch06_classification.train", "--init-from", str(start), "--epochs",
-                                      str(args.epochs), "--no-progress", "--out", f"{tmp}/c.pt", *extra])
+                                                str(args.epochs), "--no-progress", "--out", f"{tmp}/c.pt", *extra])
             test = re.findall(r"Test accuracy: ([\d.]+)%", out)[-1]
             results[name] = seconds
             print(f"{name:<28} {seconds / 60:7.2f} min  peak {peak:6.0f} MiB  test accuracy {test} %", flush=True)

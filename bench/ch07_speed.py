@@ -1,7 +1,7 @@
 """Chapter 7's whole run: the book's loop and answers (train --book) against the default fast path, as whole
 processes.
 
-    python -m bench.ch07_speed                    # one epoch each, the 110 test answers (hours for --book)
+    python -m bench.ch07_speed                    # one epoch each, the 110 test answers (about 21 min on 2 cores)
     python -m bench.ch07_speed --max-test 11      # a tenth of the answers; the 110 projected at each side's rate
 
 Both start from one saved initial state (``bench.timing.gpt124m_start``: the book's GPT-124M with qkv bias,
@@ -9,10 +9,11 @@ freshly initialised under seed 123, written as GPT-2's model.safetensors), on th
 (935 training, 55 validation, 110 test entries, the Alpaca prompt), and run in turn; each is timed from outside
 (start-up, data, the losses before training, training with its evaluations, the loss figure, the test answers
 with up to 256 new tokens each, the checkpoint) and its peak memory is its maximum resident set. The training
-steps alone are the "Training completed in" minutes each prints. A freshly initialised model rarely writes its
-end-of-text token, so each answer runs to the full 256 tokens: the book's ``generate`` reads the whole text
-again for every token, which is what makes its side long. Each prints how long its answers took; with
-``--max-test`` the ratio for all 110 answers is also projected from each side's time per answer (marked as such).
+steps alone are the "Training completed in" minutes each prints. The book's ``generate`` reads the whole text
+again for every token; after one epoch even a freshly initialised model ends most answers with its end-of-text
+token, so the answers are short on both sides and training is most of the run. Each prints how long its
+answers took; with ``--max-test`` the ratio for all 110 answers is also projected from each side's time per
+answer (marked as such).
 """
 
 from __future__ import annotations

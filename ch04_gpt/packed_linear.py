@@ -56,11 +56,6 @@ class PackedLinear(nn.Module):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
-    @classmethod
-    def stacked(cls, linears, rows: int = 1) -> "PackedLinear":
-        """One packed layer computing several linears of the same input, their outputs side by side."""
-        return cls(side_by_side(linears), rows)
-
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)  # (b * num_tokens, in_features)
         out = torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")
@@ -110,14 +105,10 @@ class MatVecLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach()
         pieces = -(-self.in_features // COLUMNS_PER_PIECE)
-        self.widths = [len(r) for r in torch.arange(self.in_features).tensor_split(pieces)]
+        width, wider = divmod(self.in_features, pieces)  # as even as can be: the first ``wider`` one column more
+        self.widths = [width + 1] * wider + [width] * (pieces - wider)
         self.pieces = [weight] if pieces == 1 else [w.contiguous() for w in weight.split(self.widths, dim=1)]
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
-
-    @classmethod
-    def stacked(cls, linears, rows: int = 1) -> "MatVecLinear":
-        """One layer computing several linears of the same input, their outputs side by side."""
-        return cls(side_by_side(linears), rows)
 
     def products(self, rows):
         parts = rows.split(self.widths, dim=-1) if len(self.pieces) > 1 else (rows,)
@@ -145,13 +136,13 @@ class MatVecLinear(nn.Module):
 
 
 class PackedGatedFeedForward(nn.Module):
-    """``GatedFeedForward`` with gate and up in one packed matmul (one weight read, one call), down packed."""
+    """``GatedFeedForward`` with gate and up in one laid-out layer (one weight read, one call), down laid out
+    too (``layer``: ``PackedLinear`` or ``MatVecLinear``)."""
 
-    def __init__(self, ff: GatedFeedForward, rows: int = 1, layer=None):
+    def __init__(self, ff: GatedFeedForward, rows: int = 1, layer=PackedLinear):
         super().__init__()
-        layer = layer or PackedLinear
         self.hidden, self.activation = ff.fc1.out_features, ff.activation
-        self.gate_up = layer.stacked([ff.fc1, ff.fc2], rows)
+        self.gate_up = layer(side_by_side([ff.fc1, ff.fc2]), rows)
         self.fc3 = layer(ff.fc3, rows)
 
     def forward(self, x):
