@@ -33,6 +33,17 @@ import torch.nn.functional as F
 from .attention import MultiHeadAttention, check_context_length, check_heads
 
 
+def unpacked(x, live):
+    """Packed tokens (1, n_live, width) back in their rows (b, T, width), zeros elsewhere: ``live`` (b, T) says
+    where they go. A batch of padded rows is packed as ``x[live][None]`` to skip its pads.
+
+    >>> live = torch.tensor([[True, True, False], [True, False, False]])
+    >>> unpacked(torch.tensor([[[1.], [2.], [3.]]]), live)[..., 0].tolist()
+    [[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]]
+    """
+    return x.new_zeros(*live.shape, x.shape[-1]).index_put((live,), x[0])
+
+
 def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
     """True where a query may attend to a key: keys at or before it. Shapes broadcast: (..., num_q, 1) and
     (..., 1, num_k).
@@ -137,19 +148,22 @@ class FastMultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)  # rows: W_query, W_key, W_value
         self.out_proj = nn.Linear(d_out, d_out)
 
-    def project(self, x):
-        """Queries, keys and values, each (b, num_heads, T, head_dim)."""
-        b, num_tokens, _ = x.shape
-        q, k, v = self.qkv(x).split(self.d_out, dim=-1)  # each (b, num_tokens, d_out)
+    def project(self, x, live=None):
+        """Queries, keys and values, each (b, num_heads, T, head_dim) (``live``: see ``forward``)."""
+        qkv = self.qkv(x) if live is None else unpacked(self.qkv(x), live)  # (b, num_tokens, 3 * d_out)
+        b, num_tokens, _ = qkv.shape
+        q, k, v = qkv.split(self.d_out, dim=-1)  # each (b, num_tokens, d_out)
         q, k, v = (t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         return q, k, v  # (b, heads, num_tokens, head_dim)
 
-    def forward(self, x, kv_cache: LayerKVCache | None = None):
-        return self.attend_heads(*self.project(x), kv_cache)
+    def forward(self, x, kv_cache: LayerKVCache | None = None, live=None):
+        """``live``: a (b, T) bool mask when ``x`` (1, n_live, d_in) holds only its True positions (padded rows
+        without their pads): the projections see those tokens alone, attention sees them in their rows."""
+        return self.attend_heads(*self.project(x, live), kv_cache, live)
 
-    def attend_heads(self, q, k, v, kv_cache: LayerKVCache | None = None):
+    def attend_heads(self, q, k, v, kv_cache: LayerKVCache | None = None, live=None):
         """The output (b, T, d_out) of queries (b, num_heads, T, head_dim) attending causally to the keys and
-        values, placed after those of ``kv_cache`` when one is given."""
+        values, placed after those of ``kv_cache`` when one is given (``live``: (1, n_live, d_out), packed)."""
         b, _, num_tokens, _ = q.shape
         start, mask = 0, None
         if kv_cache is not None:
@@ -164,7 +178,7 @@ class FastMultiHeadAttention(nn.Module):
         else:
             ctx = self.sdpa(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and num_tokens > 1)
         ctx = ctx.transpose(1, 2).reshape(b, num_tokens, self.num_heads * self.head_dim)  # (b, T, heads x dims)
-        return self.out_proj(ctx)
+        return self.out_proj(ctx if live is None else ctx[live][None])
 
     def position_mask(self, start: int, num_tokens: int, device) -> torch.Tensor | None:
         """(num_tokens, start + num_tokens), True where the queries at positions ``start``... may attend; None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .previous_chapters import FastMultiHeadAttention, LayerKVCache, causal_mask, check_heads
+from .previous_chapters import FastMultiHeadAttention, LayerKVCache, causal_mask, check_heads, unpacked
 from .rope import Rotation
 
 
@@ -69,10 +69,12 @@ class GroupedQueryAttention(FastMultiHeadAttention):
         self.out_proj = nn.Linear(q_width, d_out, bias=out_bias)
         self.q_norm, self.k_norm, self.qk_norm_per_head = q_norm, k_norm, qk_norm_per_head
 
-    def project(self, x, rope: Rotation | None = None):
-        """Queries (b, num_heads, T, head_dim), keys and values (b, num_kv_heads, T, head_dim): normed, rotated."""
-        b, num_tokens, _ = x.shape
-        q, k, v = self.qkv(x).split(self.split_sizes, dim=-1)
+    def project(self, x, rope: Rotation | None = None, live=None):
+        """Queries (b, num_heads, T, head_dim), keys and values (b, num_kv_heads, T, head_dim): normed, rotated
+        (``live``: chapter 3's packed tokens)."""
+        qkv = self.qkv(x) if live is None else unpacked(self.qkv(x), live)  # (b, num_tokens, q + k + v widths)
+        b, num_tokens, _ = qkv.shape
+        q, k, v = qkv.split(self.split_sizes, dim=-1)
         if self.q_norm is not None and not self.qk_norm_per_head:  # OLMo 2/3: over the whole projection
             q, k = self.q_norm(q), self.k_norm(k)
         q = q.view(b, num_tokens, self.num_heads, self.head_dim)
@@ -85,8 +87,8 @@ class GroupedQueryAttention(FastMultiHeadAttention):
             q, k = rope(q), rope(k)
         return q, k, v
 
-    def forward(self, x, kv_cache: LayerKVCache | None = None, rope: Rotation | None = None):
-        return self.attend_heads(*self.project(x, rope), kv_cache)
+    def forward(self, x, kv_cache: LayerKVCache | None = None, rope: Rotation | None = None, live=None):
+        return self.attend_heads(*self.project(x, rope, live), kv_cache, live)
 
     def position_mask(self, start: int, num_tokens: int, device) -> torch.Tensor | None:
         """Chapter 3's mask, and on a sliding-window layer the window's once the keys outnumber it."""

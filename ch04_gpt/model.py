@@ -162,18 +162,33 @@ class TransformerBlock(nn.Module):
         for linear in (self.att.out_proj, *self.ff.output_projections()):
             linear.writes_residual = True  # GPT-2's init scales these by 1 / sqrt(2 * n_layers)
 
-    def attend(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None):
+    def attend(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None, live=None):
+        """The attention branch (``live``: see ``forward``)."""
+        options = {} if live is None else {"live": live}
         if rope is not None:  # only grouped-query attention rotates
-            return self.att(x, kv_cache=kv_cache, rope=rope)
-        return self.att(x) if kv_cache is None else self.att(x, kv_cache=kv_cache)
+            return self.att(x, kv_cache=kv_cache, rope=rope, **options)
+        return self.att(x, **options) if kv_cache is None else self.att(x, kv_cache=kv_cache)
 
-    def forward(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None):
+    def forward(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None, live=None):
+        """``live``: a (batch, num_tokens) bool mask when ``x`` holds only its True positions, packed as (1, n_live,
+        emb_dim): everything but the attention of queries to keys works on those tokens alone."""
         if self.layout == "post":  # GPT-1: normalise after adding the shortcut
-            x = self.norm1(x + self.drop_shortcut(self.attend(x, rope, kv_cache)))
+            x = self.norm1(x + self.drop_shortcut(self.attend(x, rope, kv_cache, live)))
             return self.norm2(x + self.drop_shortcut(self.ff(x)))
         # Shortcut connections around attention, then feed-forward (shape [batch_size, num_tokens, emb_size])
-        x = x + self.drop_shortcut(self.post_att_norm(self.attend(self.norm1(x), rope, kv_cache)))
+        x = x + self.drop_shortcut(self.post_att_norm(self.attend(self.norm1(x), rope, kv_cache, live)))
         return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
+
+
+def live_positions(kept):
+    """Each row's positions up to its last True one in ``kept``: the tokens its kept logits depend on (attention
+    is causal), None where that is every position.
+
+    >>> live_positions(torch.tensor([[True, False, True, False], [False, True, False, False]])).int().tolist()
+    [[1, 1, 1, 0], [1, 1, 0, 0]]
+    """
+    live = kept.flip(-1).cummax(-1).values.flip(-1)
+    return None if bool(live.all()) else live
 
 
 def check_book_config(cfg) -> None:
@@ -248,8 +263,11 @@ class GPTModel(nn.Module):
             return {}
         return {kind: rope.rotation(positions) for kind, rope in self.rope.items()}
 
-    def forward(self, in_idx, kv_cache=None, last_only=False):
-        """Logits (batch, num_tokens, vocab); with ``last_only`` just the last position's.
+    def forward(self, in_idx, kv_cache=None, last_only=False, kept=None):
+        """Logits (batch, num_tokens, vocab); with ``last_only`` just the last position's; with ``kept``, a
+        (batch, num_tokens) bool mask, only its True positions' (n_kept, vocab), in row order (training on some
+        targets): the head skips the rest, and without dropout so do the blocks, but for attention, after each
+        row's last kept position (a padded batch's pads).
 
         With a ``kv_cache`` the tokens are placed after the ones already cached.
         """
@@ -266,15 +284,27 @@ class GPTModel(nn.Module):
                      else kv_cache.positions(start, seq_len, in_idx.device))  # per row with left padding
         x = self.embed(in_idx, positions)
         rotations = self.rotations(positions)
+        live = self.packing(kept) if kv_cache is None else None
+        if live is not None:
+            x, kept = x[live][None], kept[live]  # (1, n_live, emb_dim): the tokens the kept logits depend on
         for i, block in enumerate(self.trf_blocks):
             x = block(x, rope=rotations.get(self.cfg.layer_types[i]),
-                      kv_cache=None if kv_cache is None else kv_cache.layer(i))
+                      kv_cache=None if kv_cache is None else kv_cache.layer(i), live=live)
         if kv_cache is not None:
             kv_cache.advance(seq_len)
         if last_only:
             x = x[:, -1:, :]
+        elif kept is not None:
+            x = x[kept[None] if live is not None else kept]  # (n_kept, emb_dim)
         x = self.final_norm(x)
         return self.out_head(x)
+
+    def packing(self, kept):
+        """The positions to compute for logits at ``kept`` (``live_positions``), or None: all of them, the book's
+        attention class (it takes whole rows), or dropout is on (its masks are drawn for the whole batch)."""
+        if kept is None or self.impl != "fast" or (self.training and self.cfg.drop_rate > 0):
+            return None
+        return live_positions(kept)
 
     def router_aux_loss(self):
         """The MoE load-balancing loss of the last training forward, times its coefficient (None: no MoE)."""

@@ -5,4 +5,4 @@ module that defines it."""
 
 from ch02_text.tokenizers import gpt2_tokenizer  # noqa: F401
 from ch03_attention.attention import CausalAttention, MultiHeadAttention, check_heads  # noqa: F401
-from ch03_attention.fast_attention import FastMultiHeadAttention, LayerKVCache, causal_mask  # noqa: F401
+from ch03_attention.fast_attention import FastMultiHeadAttention, LayerKVCache, causal_mask, unpacked  # noqa: F401

@@ -114,7 +114,26 @@ def calc_loss_batch_by_rows(input_batch, target_batch, model, device, grad_scale
     """``calc_loss_batch`` with the loss by ``cross_entropy_by_rows`` (what the train CLI trains and
     evaluates with on a CPU); ``grad_scale`` as there."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    return cross_entropy_by_rows(model(input_batch).flatten(0, 1), target_batch.flatten(), grad_scale=grad_scale)
+    return cross_entropy_by_rows(*kept_logits(model, input_batch, target_batch), grad_scale=grad_scale)
+
+
+def kept_logits(model, input_batch, target_batch):
+    """``(logits, targets)``, flattened, of the positions whose target counts (not -100): the model's head runs
+    on those alone (its ``kept`` mask), and the mean loss over them is the loss over the whole batch. Where every
+    target counts (chapter 5's windows) the model is called as the book calls it.
+
+    >>> from ch04_gpt.model import GPTModel
+    >>> model = GPTModel({"vocab_size": 11, "context_length": 4, "emb_dim": 8, "n_heads": 2, "n_layers": 1,
+    ...                   "drop_rate": 0.0, "qkv_bias": False}).eval()
+    >>> ids, targets = torch.tensor([[1, 2, 3]]), torch.tensor([[2, -100, 4]])
+    >>> logits, kept = kept_logits(model, ids, targets)
+    >>> logits.shape, kept.tolist(), torch.allclose(logits, model(ids)[0, [0, 2]], atol=1e-6)
+    (torch.Size([2, 11]), [2, 4], True)
+    """
+    kept = target_batch != -100
+    if bool(kept.all()):
+        return model(input_batch).flatten(0, 1), target_batch.flatten()
+    return model(input_batch, kept=kept), target_batch[kept]
 
 
 def calc_loss_loader(data_loader, model, device, num_batches=None, loss_of_batch=calc_loss_batch):
@@ -172,28 +191,61 @@ def eval_pass_tokens(vocab_size: int) -> int:
 
 
 def evaluate_in_passes(model, train_loader, val_loader, device, eval_iter, pass_tokens=EVAL_PASS_TOKENS):
-    """``evaluate_model``'s losses with the batches of both loaders run through the model a few at a time.
+    """``evaluate_model``'s losses with the rows of both loaders' batches run through the model a few at a time.
 
-    Up to ``pass_tokens`` tokens a forward pass (a batch alone if bigger; ``eval_pass_tokens`` chooses them
-    for a vocabulary), each batch's loss by ``cross_entropy_by_rows``. In eval mode the model sees each row
-    alone, so the losses are the book's (to rounding: the matrix products are larger), and the loaders are
-    iterated as the book iterates them (the same draws from the global generator).
+    In eval mode the model sees each row alone, and a position after a row's last counted target (a pad)
+    changes none of its losses, so the rows are cut there, sorted by length and run in passes of up to
+    ``pass_tokens`` tokens (a row alone if longer; ``eval_pass_tokens`` chooses them for a vocabulary), with
+    logits only where a target counts. Each batch's loss is still its own mean, as the book takes it: the
+    losses are the book's (to rounding: the matrix products have other sizes), and the loaders are iterated
+    as the book iterates them (the same draws from the global generator). Batches of different lengths
+    (chapter 7's instructions) cost their real tokens, not their padding.
     """
     model.eval()
     with torch.no_grad():
         taken = [_first_batches(train_loader, eval_iter), _first_batches(val_loader, eval_iter)]
-        totals = [0., 0.]
-        for group in _passes([(which, batch) for which, batches in enumerate(taken) for batch in batches],
-                             pass_tokens):
-            logits = model(torch.cat([inputs for _, (inputs, _) in group]).to(device))
-            start = 0
-            for which, (inputs, targets) in group:
-                rows = logits[start:start + len(inputs)]  # (batch, num_tokens, vocab)
-                totals[which] += cross_entropy_by_rows(rows.flatten(0, 1), targets.to(device).flatten()).item()
-                start += len(inputs)
-            del logits, rows  # before the next pass: one pass's logits at a time
+        rows = [(which, b, inputs[r], targets[r]) for which, batches in enumerate(taken)
+                for b, (inputs, targets) in enumerate(batches) for r in range(len(inputs))]
+        sums = [torch.zeros(len(batches), dtype=torch.float64) for batches in taken]
+        counts = [torch.zeros(len(batches), dtype=torch.float64) for batches in taken]
+        for group in _passes(sorted(rows, key=lambda row: -_used_length(row[3])), pass_tokens):
+            inputs, targets = _stacked(group, device)
+            row_sums, row_counts = _row_losses(model, inputs, targets)
+            for (which, b, _, _), row_sum, row_count in zip(group, row_sums.tolist(), row_counts.tolist()):
+                sums[which][b] += row_sum
+                counts[which][b] += row_count
     model.train()
-    return totals[0] / len(taken[0]), totals[1] / len(taken[1])
+    train_loss, val_loss = ((s / c).mean().item() for s, c in zip(sums, counts))
+    return train_loss, val_loss
+
+
+def _used_length(targets) -> int:
+    """Positions up to a row's last counted target (the rest are pads whose losses are ignored)."""
+    counted = (targets.reshape(targets.shape[0], -1) != -100).any(-1).nonzero()
+    return int(counted[-1]) + 1 if len(counted) else 1
+
+
+def _stacked(group, device):
+    """One pass's rows, cut or padded (with ignored targets) to the longest used length among them."""
+    length = _used_length(group[0][3])  # the rows are sorted: the first is the longest
+    inputs = group[0][2].new_zeros((len(group), length, *group[0][2].shape[1:]))
+    targets = group[0][3].new_full((len(group), length, *group[0][3].shape[1:]), -100)
+    for i, (_, _, row_inputs, row_targets) in enumerate(group):
+        n = min(length, len(row_inputs))
+        inputs[i, :n], targets[i, :n] = row_inputs[:n], row_targets[:n]
+    return inputs.to(device), targets.to(device)
+
+
+def _row_losses(model, inputs, targets):
+    """Each row's summed loss and counted targets (fp64, on the CPU), from logits at the counted positions only."""
+    logits, kept_targets = kept_logits(model, inputs, targets)
+    row_of = torch.arange(len(inputs), device=targets.device)[:, None].expand_as(targets)[targets != -100]
+    step = max(1, SLICE_LOGITS // logits.shape[-1])
+    losses = torch.cat([F.cross_entropy(logits[i:i + step].float(), kept_targets[i:i + step], reduction="none")
+                        for i in range(0, len(logits), step)] or [logits.new_zeros(0, dtype=torch.float32)])
+    sums = torch.zeros(len(inputs), dtype=torch.float64, device=logits.device).index_add_(0, row_of, losses.double())
+    counts = (targets != -100).reshape(len(inputs), -1).sum(-1)
+    return sums.cpu(), counts.double().cpu()
 
 
 def _first_batches(data_loader, num_batches):
@@ -206,15 +258,16 @@ def _first_batches(data_loader, num_batches):
     return taken
 
 
-def _passes(batches, pass_tokens):
-    """``batches`` in order, in groups of the same sequence length with at most ``pass_tokens`` tokens."""
-    group, tokens = [], 0
-    for item in batches:
-        inputs = item[1][0]
-        if group and (tokens + inputs.numel() > pass_tokens or inputs.shape[1:] != group[0][1][0].shape[1:]):
+def _passes(rows, pass_tokens):
+    """``rows`` (``(which, batch, inputs, targets)``, longest first) in order, in groups of at most
+    ``pass_tokens`` tokens, each row counted at the group's first (longest) row's used length."""
+    group, length = [], 0
+    for row in rows:
+        if group and (len(group) + 1) * length > pass_tokens:
             yield group
-            group, tokens = [], 0
-        group.append(item)
-        tokens += inputs.numel()
+            group = []
+        if not group:
+            length = _used_length(row[3])
+        group.append(row)
     if group:
         yield group

@@ -201,7 +201,6 @@ def run(args, explicit):
     settings = TrainSettings(epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter, lr=args.lr,
                              start_context=prompt_of(val[0], style), sample_tokens=50,
                              **runtime.train_settings(model.cfg.vocab_size))
-    settings.eval_pass_tokens = None  # batches of other lengths: each evaluated alone
     print(f"model: {args.init_from or GPT2_WEIGHTS}, {model.impl} layers, prompt style {style.name}"
           f"{', prompt masked' if mask else ''}, {'bf16 autocast' if settings.amp_dtype else 'fp32'}, device {device}")
     if lora is not None:

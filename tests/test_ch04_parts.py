@@ -256,3 +256,33 @@ def test_the_cache_never_reads_a_position_it_did_not_write(family, monkeypatch):
     assert generate_batch(model, [[5, 7, 11, 2], [3]], 12) == [expected[0, 4:16].tolist(),
                                                                generate_text_simple(model, torch.tensor([[3]]), 12,
                                                                                     24)[0, 1:].tolist()]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_logits_at_kept_positions_equal_the_whole_batchs_with_their_gradients(family):
+    """``kept`` (training on some targets of padded rows): the logits at the kept positions and the gradients of
+    a loss over them are the whole forward pass's, in eval and in training; the pads after each row's last kept
+    position are packed away (the blocks see fewer tokens) unless dropout is on (its masks are the whole batch's)."""
+    model = randomised(GPTModel(tiny(family, drop_rate=0.0)))
+    idx = torch.randint(0, 61, (3, 10), generator=torch.Generator().manual_seed(4))
+    kept = torch.zeros(3, 10, dtype=torch.bool)
+    kept[0, 2:6], kept[1, :10], kept[2, 4] = True, True, True  # rows of 6, 10 and 5 live tokens
+    seen = []
+    model.trf_blocks[0].ff.register_forward_hook(lambda module, inputs, out: seen.append(inputs[0].shape[:2]))
+    for training in (False, True):
+        model.train(training)
+        grads = []
+        for way in ("whole", "kept"):
+            model.zero_grad()
+            logits = model(idx)[kept] if way == "whole" else model(idx, kept=kept)
+            logits.square().mean().backward()
+            grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+            if way == "whole":
+                expected = logits.detach()
+        torch.testing.assert_close(logits.detach(), expected, atol=1e-5, rtol=1e-4)
+        assert grads[0].keys() == grads[1].keys()
+        for name in grads[0]:
+            torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
+    assert seen[1] == (1, 6 + 10 + 5) and seen[0] == (3, 10)  # the kept way's blocks: the live tokens alone
+    dropping = GPTModel(tiny(family, drop_rate=0.1)).train()
+    assert dropping.packing(kept) is None and dropping.eval().packing(kept) is not None

@@ -295,6 +295,35 @@ def test_evaluation_in_passes_gives_the_books_losses_and_draws(text):
         evaluate_in_passes(model, tl, torch.utils.data.DataLoader([]), "cpu", 4)
 
 
+def test_evaluation_in_passes_of_padded_batches_of_other_lengths_gives_the_books_losses():
+    """Chapter 7's batches (each padded to its own longest row, pads ignored): ``evaluate_in_passes`` cuts each row
+    after its last counted target, sorts the rows by length and runs them in passes; every batch's loss is still
+    its own mean, so the losses are the book's ``evaluate_model``'s, and no pass holds more than ``pass_tokens``."""
+    from ch05_pretraining.loss import evaluate_in_passes, evaluate_model
+
+    g = torch.Generator().manual_seed(7)
+
+    def batch(lengths, width):
+        inputs = torch.randint(0, 50, (len(lengths), width), generator=g)
+        targets = torch.randint(0, 50, (len(lengths), width), generator=g)
+        for row, n in enumerate(lengths):
+            targets[row, n:] = -100
+        targets[0, :2] = -100  # a masked prompt: no logits there, yet its tokens are context
+        return inputs, targets
+
+    train = [batch([5, 9, 3], 9), batch([12, 2], 12), batch([4, 4, 7, 1], 7)]
+    val = [batch([6, 3], 6), batch([8], 8)]
+    model, _ = fresh(impl="fast")
+    calls = []
+    model.register_forward_hook(lambda module, inputs, out: calls.append(tuple(inputs[0].shape)))
+    book = evaluate_model(model, train, val, "cpu", 3)
+    calls.clear()
+    passes = evaluate_in_passes(model, train, val, "cpu", 3, pass_tokens=30)
+    assert passes == pytest.approx(book, abs=1e-5)
+    assert sum(c[0] for c in calls) == 12 and all(c[0] * c[1] <= 30 or c[0] == 1 for c in calls)
+    assert calls[0] == (2, 12) and sum(c[0] * c[1] for c in calls) < sum(i.numel() for i, _ in train + val)
+
+
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_fast_training_and_evaluation_by_rows_give_the_books_losses(text, monkeypatch, grad_accum):
     """The trainer with ``loss_by_rows`` and ``eval_pass_tokens`` (the CLI's fast path on a CPU) against the
