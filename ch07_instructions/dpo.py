@@ -152,7 +152,7 @@ def run(args, explicit):
     print("Training set length:", len(train))
     print("Validation set length:", len(val))
     print("Test set length:", len(test))
-    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
+    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, shapes_vary=True)
     runtime.apply(device)
     policy, reference, tokenizer, base, reference_context = load_policy(args, lora, runtime, device)
     if lora is not None:

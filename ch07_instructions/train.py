@@ -187,7 +187,7 @@ def run(args, explicit):
     check_writable(out, "--out")
     check_writable(responses, "--responses")
     train, test, val = load_splits(args)
-    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp)
+    runtime = Runtime.choose(device, book=args.book, amp=not args.no_amp, shapes_vary=True)
     runtime.apply(device)
     model, tokenizer, base = load_start(args, lora, runtime, device)
     style = prompt_style(args, tokenizer)

@@ -138,12 +138,19 @@ class Runtime:
 
     @classmethod
     def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
-               own_dropout: bool = False) -> "Runtime":
+               own_dropout: bool = False, shapes_vary: bool = False) -> "Runtime":
+        """``shapes_vary``: batches of other lengths (chapter 7's): glibc's heap is left as it is, since kept
+        blocks of ever other sizes only add up (a higher peak, no faster: bench/README.md).
+
+        >>> Runtime.choose(torch.device("cpu"), shapes_vary=True).keep_heap
+        False
+        """
         if book:
             return cls(impl="book", amp_dtype=None, fused_adamw=False, keep_heap=False)
         cpu = device.type == "cpu"
         return cls(impl="fast", amp_dtype=torch.bfloat16 if amp and bf16_supported(device) else None,
-                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=cpu, own_dropout=own_dropout,
+                   fused_adamw=device.type in ("cpu", "cuda"), keep_heap=cpu and not shapes_vary,
+                   own_dropout=own_dropout,
                    masks_ahead=cpu and not own_dropout, loss_by_rows=cpu, eval_in_passes=cpu)
 
     def train_settings(self, vocab_size: int) -> dict:
