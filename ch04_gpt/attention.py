@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from .previous_chapters import FastMultiHeadAttention, LayerKVCache, causal_mask, check_heads, unpacked
+from .norms import norm_of_heads
 from .rope import Rotation
 
 
@@ -74,18 +75,19 @@ class GroupedQueryAttention(FastMultiHeadAttention):
         (``live``: chapter 3's packed tokens)."""
         qkv = self.qkv(x) if live is None else unpacked(self.qkv(x), live)  # (b, num_tokens, q + k + v widths)
         b, num_tokens, _ = qkv.shape
-        q, k, v = qkv.split(self.split_sizes, dim=-1)
+        q_width, kv_width, _ = self.split_sizes
+        qk, v = qkv.split((q_width + kv_width, kv_width), dim=-1)  # queries and keys: normed and rotated together
         if self.q_norm is not None and not self.qk_norm_per_head:  # OLMo 2/3: over the whole projection
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = q.view(b, num_tokens, self.num_heads, self.head_dim)
-        k = k.view(b, num_tokens, self.num_kv_heads, self.head_dim)
-        v = v.view(b, num_tokens, self.num_kv_heads, self.head_dim)
+            qk = torch.cat((self.q_norm(qk[..., :q_width]), self.k_norm(qk[..., q_width:])), dim=-1)
+        qk = qk.view(b, num_tokens, self.num_heads + self.num_kv_heads, self.head_dim)
         if self.q_norm is not None and self.qk_norm_per_head:  # Qwen3, Gemma 3: per head
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (b, heads, num_tokens, head_dim)
+            qk = norm_of_heads(self.q_norm, self.k_norm, qk, self.num_heads)
+        qk = qk.transpose(1, 2)  # (b, heads + kv_heads, num_tokens, head_dim)
         if rope is not None:
-            q, k = rope(q), rope(k)
-        return q, k, v
+            qk = rope(qk)
+        q, k = qk.split((self.num_heads, self.num_kv_heads), dim=1)
+        v = v.view(b, num_tokens, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        return q, k, v  # (b, heads or kv_heads, num_tokens, head_dim)
 
     def forward(self, x, kv_cache: LayerKVCache | None = None, rope: Rotation | None = None, live=None):
         return self.attend_heads(*self.project(x, rope, live), kv_cache, live)

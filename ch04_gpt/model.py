@@ -180,14 +180,25 @@ class TransformerBlock(nn.Module):
         return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
 
 
-def live_positions(kept):
-    """Each row's positions up to its last True one in ``kept``: the tokens its kept logits depend on (attention
-    is causal), None where that is every position.
+LIVE_MULTIPLE = 64  # packed tokens come in multiples of this: a run's tensors in few sizes, which the heap reuses
 
-    >>> live_positions(torch.tensor([[True, False, True, False], [False, True, False, False]])).int().tolist()
+
+def live_positions(kept, multiple: int | None = None):
+    """Each row's positions up to its last True one in ``kept``: the tokens its kept logits depend on (attention
+    is causal), and a few pads after them to make a ``multiple`` of tokens (harmless: they come after every kept
+    position of their row; None: ``LIVE_MULTIPLE``); None where that is every position.
+
+    >>> kept = torch.tensor([[True, False, True, False], [False, True, False, False]])
+    >>> live_positions(kept, multiple=1).int().tolist()
     [[1, 1, 1, 0], [1, 1, 0, 0]]
+    >>> live_positions(kept, multiple=3).int().tolist()       # 5 live tokens, and the first pad: 6
+    [[1, 1, 1, 1], [1, 1, 0, 0]]
     """
     live = kept.flip(-1).cummax(-1).values.flip(-1)
+    short = -int(live.sum()) % (multiple or LIVE_MULTIPLE)
+    if short:
+        spare = (~live).flatten().nonzero()[:short, 0]
+        live.view(-1)[spare] = True
     return None if bool(live.all()) else live
 
 

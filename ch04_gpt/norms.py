@@ -36,7 +36,11 @@ class RMSNorm(nn.Module):
         return h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
 
     def forward(self, x):
-        return self.weight * self.normalised(x).to(x.dtype)
+        return self.weighted(self.normalised(x), self.weight, x.dtype)
+
+    def weighted(self, normalised: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``normalised`` (fp32) scaled by ``weight`` and cast to ``dtype``, in this placement's order."""
+        return weight * normalised.to(dtype)
 
     def extra_repr(self):
         return f"{self.weight.shape[0]}, eps={self.eps}"
@@ -45,8 +49,8 @@ class RMSNorm(nn.Module):
 class OlmoRMSNorm(RMSNorm):
     """OLMo 2/3: multiply in fp32, then cast."""
 
-    def forward(self, x):
-        return (self.weight * self.normalised(x)).to(x.dtype)
+    def weighted(self, normalised, weight, dtype):
+        return (weight * normalised).to(dtype)
 
 
 class GemmaRMSNorm(RMSNorm):
@@ -54,5 +58,20 @@ class GemmaRMSNorm(RMSNorm):
 
     init_value = 0.0
 
-    def forward(self, x):
-        return (self.normalised(x) * (1.0 + self.weight.float())).to(x.dtype)
+    def weighted(self, normalised, weight, dtype):
+        return (normalised * (1.0 + weight.float())).to(dtype)
+
+
+def norm_of_heads(q_norm: RMSNorm, k_norm: RMSNorm, heads: torch.Tensor, num_q_heads: int) -> torch.Tensor:
+    """``q_norm`` on the first ``num_q_heads`` heads of ``heads`` (..., heads, head_dim), ``k_norm`` on the rest,
+    in one pass: the same numbers as the two calls (both norms are one class with one eps).
+
+    >>> q_norm, k_norm = RMSNorm(4), RMSNorm(4)
+    >>> _ = torch.nn.init.normal_(q_norm.weight), torch.nn.init.normal_(k_norm.weight)
+    >>> heads = torch.randn(2, 3, 4)             # 2 query heads, then 1 key head
+    >>> both = norm_of_heads(q_norm, k_norm, heads, 2)
+    >>> torch.equal(both[:, :2], q_norm(heads[:, :2])), torch.equal(both[:, 2:], k_norm(heads[:, 2:]))
+    (True, True)
+    """
+    weights = (q_norm.weight.expand(num_q_heads, -1), k_norm.weight.expand(heads.shape[-2] - num_q_heads, -1))
+    return q_norm.weighted(q_norm.normalised(heads), torch.cat(weights), heads.dtype)

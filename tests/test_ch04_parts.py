@@ -259,10 +259,11 @@ def test_the_cache_never_reads_a_position_it_did_not_write(family, monkeypatch):
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_logits_at_kept_positions_equal_the_whole_batchs_with_their_gradients(family):
+def test_logits_at_kept_positions_equal_the_whole_batchs_with_their_gradients(family, monkeypatch):
     """``kept`` (training on some targets of padded rows): the logits at the kept positions and the gradients of
     a loss over them are the whole forward pass's, in eval and in training; the pads after each row's last kept
     position are packed away (the blocks see fewer tokens) unless dropout is on (its masks are the whole batch's)."""
+    monkeypatch.setattr("ch04_gpt.model.LIVE_MULTIPLE", 8)  # 21 live tokens and 3 pads
     model = randomised(GPTModel(tiny(family, drop_rate=0.0)))
     idx = torch.randint(0, 61, (3, 10), generator=torch.Generator().manual_seed(4))
     kept = torch.zeros(3, 10, dtype=torch.bool)
@@ -283,6 +284,6 @@ def test_logits_at_kept_positions_equal_the_whole_batchs_with_their_gradients(fa
         assert grads[0].keys() == grads[1].keys()
         for name in grads[0]:
             torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
-    assert seen[1] == (1, 6 + 10 + 5) and seen[0] == (3, 10)  # the kept way's blocks: the live tokens alone
+    assert seen[1] == (1, 6 + 10 + 5 + 3) and seen[0] == (3, 10)  # the kept way's blocks: the live tokens alone
     dropping = GPTModel(tiny(family, drop_rate=0.1)).train()
     assert dropping.packing(kept) is None and dropping.eval().packing(kept) is not None
