@@ -176,8 +176,15 @@ class TransformerBlock(nn.Module):
             x = self.norm1(x + self.drop_shortcut(self.attend(x, rope, kv_cache, live)))
             return self.norm2(x + self.drop_shortcut(self.ff(x)))
         # Shortcut connections around attention, then feed-forward (shape [batch_size, num_tokens, emb_size])
-        x = x + self.drop_shortcut(self.post_att_norm(self.attend(self.norm1(x), rope, kv_cache, live)))
-        return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
+        x = x + self.shortcut(self.post_att_norm, self.attend(self.norm1(x), rope, kv_cache, live))
+        return x + self.shortcut(self.post_ff_norm, self.ff(self.norm2(x)))
+
+    def shortcut(self, post_norm, branch):
+        """A branch's output norm (if any) and dropout (in training), as ``drop_shortcut(post_norm(branch))``
+        without the calls that change nothing (a decoding step makes four per layer)."""
+        if not isinstance(post_norm, nn.Identity):
+            branch = post_norm(branch)
+        return self.drop_shortcut(branch) if self.training else branch
 
 
 LIVE_MULTIPLE = 64  # packed tokens come in multiples of this: a run's tensors in few sizes, which the heap reuses
