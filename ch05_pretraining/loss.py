@@ -204,14 +204,14 @@ def evaluate_in_passes(model, train_loader, val_loader, device, eval_iter, pass_
     model.eval()
     with torch.no_grad():
         taken = [_first_batches(train_loader, eval_iter), _first_batches(val_loader, eval_iter)]
-        rows = [(which, b, inputs[r], targets[r]) for which, batches in enumerate(taken)
+        rows = [(which, b, _used_length(targets[r]), inputs[r], targets[r]) for which, batches in enumerate(taken)
                 for b, (inputs, targets) in enumerate(batches) for r in range(len(inputs))]
         sums = [torch.zeros(len(batches), dtype=torch.float64) for batches in taken]
         counts = [torch.zeros(len(batches), dtype=torch.float64) for batches in taken]
-        for group in _passes(sorted(rows, key=lambda row: -_used_length(row[3])), pass_tokens):
+        for group in _passes(sorted(rows, key=lambda row: -row[2]), pass_tokens):
             inputs, targets = _stacked(group, device)
             row_sums, row_counts = _row_losses(model, inputs, targets)
-            for (which, b, _, _), row_sum, row_count in zip(group, row_sums.tolist(), row_counts.tolist()):
+            for (which, b, *_), row_sum, row_count in zip(group, row_sums.tolist(), row_counts.tolist()):
                 sums[which][b] += row_sum
                 counts[which][b] += row_count
     model.train()
@@ -227,10 +227,10 @@ def _used_length(targets) -> int:
 
 def _stacked(group, device):
     """One pass's rows, cut or padded (with ignored targets) to the longest used length among them."""
-    length = _used_length(group[0][3])  # the rows are sorted: the first is the longest
-    inputs = group[0][2].new_zeros((len(group), length, *group[0][2].shape[1:]))
-    targets = group[0][3].new_full((len(group), length, *group[0][3].shape[1:]), -100)
-    for i, (_, _, row_inputs, row_targets) in enumerate(group):
+    _, _, length, first_inputs, first_targets = group[0]  # the rows are sorted: the first is the longest
+    inputs = first_inputs.new_zeros((len(group), length, *first_inputs.shape[1:]))
+    targets = first_targets.new_full((len(group), length, *first_targets.shape[1:]), -100)
+    for i, (_, _, _, row_inputs, row_targets) in enumerate(group):
         n = min(length, len(row_inputs))
         inputs[i, :n], targets[i, :n] = row_inputs[:n], row_targets[:n]
     return inputs.to(device), targets.to(device)
@@ -259,15 +259,13 @@ def _first_batches(data_loader, num_batches):
 
 
 def _passes(rows, pass_tokens):
-    """``rows`` (``(which, batch, inputs, targets)``, longest first) in order, in groups of at most
+    """``rows`` (``(which, batch, used length, inputs, targets)``, longest first) in order, in groups of at most
     ``pass_tokens`` tokens, each row counted at the group's first (longest) row's used length."""
-    group, length = [], 0
+    group = []
     for row in rows:
-        if group and (len(group) + 1) * length > pass_tokens:
+        if group and (len(group) + 1) * group[0][2] > pass_tokens:
             yield group
             group = []
-        if not group:
-            length = _used_length(row[3])
         group.append(row)
     if group:
         yield group

@@ -140,7 +140,7 @@ class Runtime:
     def choose(cls, device: torch.device, book: bool = False, amp: bool = True,
                own_dropout: bool = False, shapes_vary: bool = False) -> "Runtime":
         """``shapes_vary``: batches of other lengths (chapter 7's): glibc's heap is left as it is, since kept
-        blocks of ever other sizes only add up (a higher peak, no faster: bench/README.md).
+        blocks of ever other sizes only add up (a peak gigabytes higher for a few percent of speed: bench/README.md).
 
         >>> Runtime.choose(torch.device("cpu"), shapes_vary=True).keep_heap
         False
