@@ -3,6 +3,7 @@
     python -m bench.attention_speed            # (8, 1024, 768), 12 heads, CPU
     python -m bench.attention_speed --batch 2 --tokens 256 --dropout 0.1 --bf16   # the book's training run
     python -m bench.attention_speed --decode    # one query per head (a decoding step): SDPA against one_query
+    python -m bench.attention_speed --blockwise # training in bf16: SDPA's flash kernel against blockwise_causal
 
 Prints seconds per forward+backward and each variant's speed relative to the book MHA. With ``--dropout``
 it adds the fast module's earlier paths for dropout in training (the scores masked, then scaled, in two more
@@ -18,7 +19,7 @@ import torch
 
 from bench.timing import machine_line, median_seconds
 from ch03_attention.attention import MultiHeadAttention, MultiHeadAttentionWrapper
-from ch03_attention.fast_attention import FastMultiHeadAttention, one_query
+from ch03_attention.fast_attention import FastMultiHeadAttention, blockwise_causal, one_query
 
 
 class SDPADropout(FastMultiHeadAttention):
@@ -60,6 +61,30 @@ def bench_decode(iters: int) -> None:
             print(f"| {str(dtype)[6:]} | {keys} | {sdpa * 1e6:.0f} | {ours * 1e6:.0f} | {sdpa / ours:.2f}x |")
 
 
+def bench_blockwise(iters: int) -> None:
+    """Causal attention's forward and backward in bf16, as training calls it (no mask, no dropout): SDPA's flash
+    kernel against ``blockwise_causal`` over 64 heads (GPT-2's 64 dims, and Qwen3's 128 with 2 query heads per
+    key head), milliseconds per forward and backward."""
+    import torch.nn.functional as F
+
+    print(f"machine: {machine_line()}")
+    print("| head dims | query heads per key head | tokens | SDPA (ms) | blockwise_causal (ms) | SDPA / blockwise |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for head_dim, group in ((64, 1), (128, 2)):
+        for tokens in (256, 512, 1024):
+            heads = 64 if tokens <= 512 else 16  # about the same work per call
+            q = torch.randn(1, heads, tokens, head_dim, dtype=torch.bfloat16, requires_grad=True)
+            k, v = (torch.randn(1, heads // group, tokens, head_dim, dtype=torch.bfloat16, requires_grad=True)
+                    for _ in range(2))
+
+            def step(attention):
+                attention(q, k, v).float().sum().backward()
+            sdpa = median_seconds(lambda: step(lambda *t: F.scaled_dot_product_attention(
+                *t, is_causal=True, enable_gqa=group > 1)), iters=iters)
+            ours = median_seconds(lambda: step(blockwise_causal), iters=iters)
+            print(f"| {head_dim} | {group} | {tokens} | {sdpa * 1e3:.1f} | {ours * 1e3:.1f} | {sdpa / ours:.2f}x |")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.attention_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8)
@@ -70,9 +95,12 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the attention weights, in training (default: 0)")
     p.add_argument("--bf16", action="store_true", help="under bf16 autocast, as the train CLI on a bf16 CPU")
     p.add_argument("--decode", action="store_true", help="a decoding step's attention instead (one query)")
+    p.add_argument("--blockwise", action="store_true", help="bf16 training's attention: SDPA against blockwise_causal")
     args = p.parse_args(argv)
     if args.decode:
         return bench_decode(max(args.iters, 5))
+    if args.blockwise:
+        return bench_blockwise(max(args.iters, 5))
 
     d, h = args.emb_dim, args.heads
     torch.manual_seed(123)

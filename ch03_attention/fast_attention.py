@@ -5,7 +5,9 @@ What this adds over the book's ``MultiHeadAttention``: the same computation with
 ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
 kernels, no materialised ``(T, T)`` mask). In eval mode it equals the book class
 (tested to 1e-5), and so does it in training on a CPU, with the book's dropout masks
-(``attend_with_dropout``); ``from_book`` copies a book module's weights in.
+(``attend_with_dropout``); ``from_book`` copies a book module's weights in. Training in bf16 on a CPU
+without dropout, sequences of up to 512 tokens attend through ``blockwise_causal`` instead (SDPA's result
+to bf16's rounding, in fewer and larger matrix products than its CPU flash kernel).
 
 It also accepts a key/value cache, for the book's GPT generating text (chapter 4's ``KVCache``): any
 object that ``LayerKVCache`` describes. Every mask, cached or not, comes from ``causal_mask``. Chapter 4's
@@ -76,6 +78,95 @@ class LayerKVCache(Protocol):
 SHORT_ATTENTION = 256 * 64
 
 
+# Up to this many tokens, a CPU trains causal attention in bf16 faster as matrix products over blocks of
+# queries (``blockwise_causal``) than through SDPA's bf16 flash kernel; from about 1,024 on the flash kernel is
+# the faster (``python -m bench.attention_speed --blockwise``; figures in bench/README.md).
+BLOCKWISE_ATTENTION = 512
+
+
+def blockwise_causal(q, k, v, scale=None):
+    """Causal attention of queries (b, heads, T, head_dim) to keys and values (b, kv_heads, T, head_dim), each
+    key/value head shared by a group of query heads, in blocks of queries: each block's scores against the keys
+    up to its last query are one product (the group's queries stacked into its rows), their softmax in fp32,
+    and one product with the values. Backward recomputes each block's weights from the log-sum-exp forward
+    kept (as flash attention does), so no (T, T) matrix is kept either.
+
+    Unlike SDPA's CPU flash kernel, whose many small products cost more than they compute in bf16 up to a few
+    hundred tokens: fewer, larger products. Their results come in the inputs' dtype, as in eager attention
+    (the scores rounded to bf16 before their fp32 softmax); the error against fp64 stays at bf16's rounding,
+    as the flash kernel's does (tests/test_ch03_attention.py).
+
+    >>> q, k, v = torch.randn(2, 4, 9, 8), torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
+    >>> expected = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    >>> torch.allclose(blockwise_causal(q, k, v), expected, atol=1e-6)
+    True
+    """
+    return _BlockwiseCausal.apply(q, k, v, scale if scale is not None else q.shape[-1] ** -0.5)
+
+
+def _query_blocks(num_tokens: int) -> list[tuple[int, int]]:
+    rows = 64 if num_tokens <= 256 else 128
+    return [(lo, min(lo + rows, num_tokens)) for lo in range(0, num_tokens, rows)]
+
+
+class _BlockwiseCausal(torch.autograd.Function):
+    """``blockwise_causal``'s forward and backward. Shapes: B = b x kv_heads; g query heads per key head; each
+    block: n queries (lo to hi) against the keys up to hi."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale):
+        q4, k3, v3 = _grouped(q, k, v)  # (B, g, T, head_dim), (B, T, head_dim), (B, T, head_dim)
+        out = torch.empty_like(q4)
+        lse = q4.new_empty(*q4.shape[:-1], 1, dtype=torch.float32)  # (B, g, T, 1): each row's log-sum-exp
+        for lo, hi in _query_blocks(q.shape[2]):
+            weights = _block_scores(q4, k3, lo, hi, scale)  # (B, g, n, hi)
+            top = weights.amax(-1, keepdim=True)
+            total = weights.sub_(top).exp_().sum(-1, keepdim=True)
+            lse[:, :, lo:hi] = top + total.log()
+            weights = weights.div_(total).to(v.dtype).flatten(1, 2)  # (B, g x n, hi)
+            out[:, :, lo:hi] = torch.bmm(weights, v3[:, :hi]).unflatten(1, (q4.shape[1], -1))
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.scale = scale
+        return out.view(q.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse = ctx.saved_tensors
+        q4, k3, v3 = _grouped(q, k, v)
+        grad4 = grad_out.reshape(q4.shape).to(q.dtype)
+        rowdot = (grad4.float() * out.float()).sum(-1, keepdim=True)  # (B, g, T, 1): each row's sum of P * dP
+        dq = torch.empty_like(q4)
+        dk, dv = (torch.zeros(k3.shape, dtype=torch.float32, device=k.device) for _ in range(2))
+        for lo, hi in _query_blocks(q.shape[2]):
+            weights = _block_scores(q4, k3, lo, hi, ctx.scale).sub_(lse[:, :, lo:hi]).exp_()  # (B, g, n, hi)
+            grad_rows = grad4[:, :, lo:hi].flatten(1, 2)  # (B, g x n, head_dim)
+            dv[:, :hi] += torch.bmm(weights.flatten(1, 2).to(v.dtype).transpose(1, 2), grad_rows)
+            d_weights = torch.bmm(grad_rows, v3[:, :hi].transpose(1, 2)).float().unflatten(1, (q4.shape[1], -1))
+            d_scores = weights.mul_(d_weights.sub_(rowdot[:, :, lo:hi])).mul_(ctx.scale).to(q.dtype).flatten(1, 2)
+            dq[:, :, lo:hi] = torch.bmm(d_scores, k3[:, :hi]).unflatten(1, (q4.shape[1], -1))
+            dk[:, :hi] += torch.bmm(d_scores.transpose(1, 2), q4[:, :, lo:hi].flatten(1, 2))
+        return dq.view(q.shape), dk.to(k.dtype).view(k.shape), dv.to(v.dtype).view(v.shape), None
+
+
+def _grouped(q, k, v):
+    """Queries (B, g, T, head_dim), each key head's group of query heads together; keys, values (B, T, head_dim)."""
+    b, heads, num_tokens, head_dim = q.shape
+    group = heads // k.shape[1]
+    return q.reshape(-1, group, num_tokens, head_dim), *(t.reshape(-1, num_tokens, head_dim) for t in (k, v))
+
+
+def _block_scores(q4, k3, lo, hi, scale):
+    """The scaled scores (B, g, n, hi), in fp32, of the queries ``lo:hi`` against the keys up to ``hi``; -inf
+    where a key comes after its query."""
+    group = q4.shape[1]
+    later = torch.ones(hi - lo, hi - lo, dtype=torch.bool, device=q4.device).triu_(1)
+    bias = torch.zeros(group, hi - lo, hi, dtype=q4.dtype, device=q4.device)
+    bias[:, :, lo:].masked_fill_(later, float("-inf"))
+    scores = torch.baddbmm(bias.flatten(0, 1), q4[:, :, lo:hi].flatten(1, 2), k3[:, :hi].transpose(1, 2),
+                           alpha=scale)  # (B, g x n, hi)
+    return scores.float().unflatten(1, (group, -1))
+
+
 def bf16_on_cpu(q: torch.Tensor) -> bool:
     """Whether SDPA would run on ``q`` in bf16 on a CPU (bf16 queries, or bf16 autocast)."""
     if q.device.type != "cpu":
@@ -87,7 +178,9 @@ def bf16_on_cpu(q: torch.Tensor) -> bool:
 def attend(q, k, v, **sdpa_options):
     """``F.scaled_dot_product_attention``, except that a short sequence that trains in bf16 on a CPU attends
     in fp32 (see ``SHORT_ATTENTION``) and comes back in its own dtype: the same values, computed more exactly;
-    and that one query per head in bf16 on a CPU without gradients (a decoding step) takes ``one_query``.
+    that a longer one, up to ``BLOCKWISE_ATTENTION`` tokens, causal without a mask or dropout, takes
+    ``blockwise_causal``; and that one query per head in bf16 on a CPU without gradients (a decoding step)
+    takes ``one_query``.
 
     >>> q = torch.randn(1, 2, 8, 4, dtype=torch.bfloat16, requires_grad=True)
     >>> attend(q, q, q, is_causal=True).dtype
@@ -104,6 +197,11 @@ def attend(q, k, v, **sdpa_options):
         with torch.autocast("cpu", enabled=False):
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **sdpa_options)
         return out.to(torch.bfloat16)  # as bf16 SDPA, or autocast's, would return it
+    if (q.shape[-2] <= BLOCKWISE_ATTENTION and q.shape[-2] == k.shape[-2] and sdpa_options.get("is_causal")
+            and sdpa_options.get("attn_mask") is None and not sdpa_options.get("dropout_p")
+            and q.requires_grad and torch.is_grad_enabled() and bf16_on_cpu(q)):
+        with torch.autocast("cpu", enabled=False):
+            return blockwise_causal(*(t.to(torch.bfloat16) for t in (q, k, v)), sdpa_options.get("scale"))
     return F.scaled_dot_product_attention(q, k, v, **sdpa_options)
 
 

@@ -199,8 +199,9 @@ def test_readme_names_only_files_and_objects_that_exist():
 
 def test_short_sequences_train_their_attention_in_fp32_under_bf16():
     """attend(): a short sequence that needs gradients in bf16 goes through fp32 SDPA (PyTorch's bf16 CPU
-    backward is slow there); long sequences and inference keep SDPA's bf16 kernel."""
-    from ch03_attention.fast_attention import SHORT_ATTENTION, attend
+    backward is slow there), a longer one through blockwise_causal; the longest and inference keep SDPA's
+    bf16 kernel."""
+    from ch03_attention.fast_attention import BLOCKWISE_ATTENTION, SHORT_ATTENTION, attend, blockwise_causal
 
     torch.manual_seed(0)
 
@@ -221,8 +222,11 @@ def test_short_sequences_train_their_attention_in_fp32_under_bf16():
     with torch.no_grad():  # inference: SDPA's own bf16 kernel
         assert torch.equal(attend(q, k, v, is_causal=True), bf16)
     long_q, long_k, long_v = qkv(SHORT_ATTENTION // 64, 64)
-    assert torch.equal(attend(long_q, long_k, long_v, is_causal=True),
-                       F.scaled_dot_product_attention(long_q, long_k, long_v, is_causal=True))
+    assert torch.equal(attend(long_q, long_k, long_v, is_causal=True), blockwise_causal(long_q, long_k, long_v))
+    assert not torch.equal(blockwise_causal(long_q, long_k, long_v),
+                           F.scaled_dot_product_attention(long_q, long_k, long_v, is_causal=True))
+    longest = qkv(BLOCKWISE_ATTENTION + 1, 64)
+    assert torch.equal(attend(*longest, is_causal=True), F.scaled_dot_product_attention(*longest, is_causal=True))
 
     causal = torch.ones(16, 16, dtype=torch.bool).tril()
     additive = torch.zeros(16, 16, dtype=torch.bfloat16).masked_fill(~causal, float("-inf"))
@@ -233,6 +237,39 @@ def test_short_sequences_train_their_attention_in_fp32_under_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         q, k, v = att.project(x)
         assert attend(q.float(), k, v, is_causal=True).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("heads, kv_heads, tokens, scale", [(4, 4, 70, None), (4, 2, 200, 0.3), (6, 2, 300, None)])
+def test_blockwise_causal_attention_equals_sdpa(heads, kv_heads, tokens, scale):
+    """blockwise_causal: SDPA's causal attention (grouped heads, a scale of its own, a last block shorter
+    than the others), forward and every gradient; in bf16 its error against fp64 is of bf16's size, as
+    the flash kernel's is."""
+    from ch03_attention.fast_attention import blockwise_causal
+
+    torch.manual_seed(0)
+    q = torch.randn(2, heads, tokens, 16, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(2, kv_heads, tokens, 16, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    grad = torch.randn(2, heads, tokens, 16, dtype=torch.float64)
+    options = dict(is_causal=True, scale=scale, enable_gqa=heads != kv_heads)
+    expected = F.scaled_dot_product_attention(q, k, v, **options)
+    out = blockwise_causal(q, k, v, scale)
+    # the softmax runs in fp32 even for fp64 inputs: agreement to fp32's rounding
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    for got, want in zip(torch.autograd.grad(out, (q, k, v), grad), torch.autograd.grad(expected, (q, k, v), grad)):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+    def relative_errors(attention):
+        low = [t.detach().to(torch.bfloat16).requires_grad_() for t in (q, k, v)]
+        got = attention(*low)
+        grads = torch.autograd.grad(got, low, grad.to(torch.bfloat16))
+        exact = [t.detach().to(torch.bfloat16).double().requires_grad_() for t in (q, k, v)]
+        want = F.scaled_dot_product_attention(*exact, **options)
+        wanted = torch.autograd.grad(want, exact, grad.to(torch.bfloat16).double())
+        return [((a.double() - b).norm() / b.norm()).item() for a, b in zip((got, *grads), (want, *wanted))]
+
+    ours = relative_errors(lambda *t: blockwise_causal(*t, scale))
+    flash = relative_errors(lambda *t: F.scaled_dot_product_attention(*t, **options))
+    assert max(ours) < 1e-2 and all(a < 3 * b for a, b in zip(ours, flash)), (ours, flash)
 
 
 @pytest.mark.parametrize("mask_kind", ["none", "bool", "additive", "2d"])
