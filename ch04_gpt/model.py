@@ -172,9 +172,9 @@ class TransformerBlock(nn.Module):
     def forward(self, x, rope: Rotation | None = None, kv_cache: LayerKVCache | None = None, live=None):
         """``live``: a (batch, num_tokens) bool mask when ``x`` holds only its True positions, packed as (1, n_live,
         emb_dim): everything but the attention of queries to keys works on those tokens alone."""
-        if self.layout == "post":  # GPT-1: normalise after adding the shortcut
-            x = self.norm1(x + self.drop_shortcut(self.attend(x, rope, kv_cache, live)))
-            return self.norm2(x + self.drop_shortcut(self.ff(x)))
+        if self.layout == "post":  # GPT-1: normalise after adding the shortcut (its output norms are Identity)
+            x = self.norm1(x + self.shortcut(self.post_att_norm, self.attend(x, rope, kv_cache, live)))
+            return self.norm2(x + self.shortcut(self.post_ff_norm, self.ff(x)))
         # Shortcut connections around attention, then feed-forward (shape [batch_size, num_tokens, emb_size])
         x = x + self.shortcut(self.post_att_norm, self.attend(self.norm1(x), rope, kv_cache, live))
         return x + self.shortcut(self.post_ff_norm, self.ff(self.norm2(x)))
@@ -262,10 +262,15 @@ class GPTModel(nn.Module):
     def blocks(self) -> list[TransformerBlock]:
         return list(self.trf_blocks)
 
-    def new_kv_cache(self, batch_size: int) -> KVCache:
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None, rings: bool = True,
+                     dtype: torch.dtype | None = None) -> KVCache:
+        """An empty cache for ``batch_size`` rows of up to ``max_len`` tokens (None: the context length), in the
+        weights' dtype unless ``dtype`` says otherwise; sliding-window layers keep rings of their window unless
+        ``rings`` is False (every key kept, e.g. to be copied into a longer cache)."""
         cfg, weight = self.cfg, self.tok_emb.weight
-        return KVCache(cfg.n_layers, batch_size, cfg.n_kv_heads, cfg.context_length, cfg.head_dim,
-                       device=weight.device, dtype=weight.dtype, windows=[cfg.window(i) for i in range(cfg.n_layers)])
+        windows = [cfg.window(i) for i in range(cfg.n_layers)] if rings else None
+        return KVCache(cfg.n_layers, batch_size, cfg.n_kv_heads, max_len or cfg.context_length, cfg.head_dim,
+                       device=weight.device, dtype=dtype or weight.dtype, windows=windows)
 
     def embed(self, in_idx, positions):
         x = self.tok_emb(in_idx)

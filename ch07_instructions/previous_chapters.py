@@ -19,5 +19,4 @@ from ch04_gpt.model import GPTModel  # noqa: F401
 from ch06_classification.labelled_data import pad_id  # noqa: F401
 from ch05_pretraining.book_loop import generate_and_print_sample  # noqa: F401
 from ch05_pretraining.sampling import make_sampler  # noqa: F401
-from ch04_gpt.kv_cache import KVCache  # noqa: F401
 from ch04_gpt.row_cache import RowKVCache  # noqa: F401

@@ -32,7 +32,7 @@ import torch
 
 from ch02_text.errors import UserInputError
 
-from .previous_chapters import KVCache, RowKVCache, make_sampler
+from .previous_chapters import RowKVCache, make_sampler
 
 
 class QueueFull(Exception):
@@ -187,9 +187,9 @@ class Generator:
 
     def _join(self, job):
         """Encode the prompt alone, take the first token, and give the request a row if it goes on."""
-        cfg, ids = self.model.cfg, job.request.ids
-        alone = KVCache(cfg.n_layers, 1, cfg.n_kv_heads, len(ids), cfg.head_dim, device=self.device,
-                        dtype=self.cache.keys[0].dtype)  # the prompt's keys alone (no rings: the row keeps all)
+        ids = job.request.ids
+        # the prompt's keys alone (no rings: the row keeps them all)
+        alone = self.model.new_kv_cache(1, max_len=len(ids), rings=False, dtype=self.cache.keys[0].dtype)
         logits = self.model(torch.tensor([ids], device=self.device), kv_cache=alone, last_only=True)
         if job.cancelled.is_set() or self._take(job, logits[0, -1].float()):
             return job.events.put(("done", job.completion()))

@@ -222,6 +222,22 @@ def test_a_sliding_layer_caches_at_most_its_window():
     assert full.keys[0].shape[2] == 24 and full.keys[0].shape[1] == model.cfg.n_kv_heads
 
 
+@pytest.mark.parametrize("family", ["gpt2", "gpt1", "olmo2", "gemma3"])  # the four norm layouts
+def test_blocks_call_no_dropout_nor_identity_outside_training(family):
+    """TransformerBlock.shortcut: outside training a block calls neither its shortcut dropout nor an Identity
+    output norm (in training the dropout runs, with the book's numbers)."""
+    model = randomised(GPTModel({**tiny(family), "drop_rate": 0.1})).eval()
+    calls = []
+    for block in model.trf_blocks:
+        for module in (block.drop_shortcut, block.post_att_norm, block.post_ff_norm):
+            if isinstance(module, (nn.Dropout, nn.Identity)):
+                module.register_forward_hook(lambda *_: calls.append(1))
+    model(torch.tensor([[1, 2, 3]]))
+    assert calls == []
+    model.train()(torch.tensor([[1, 2, 3]]))
+    assert len(calls) >= 2 * len(model.trf_blocks)
+
+
 @pytest.mark.parametrize("family", ["llama", "olmo2", "qwen3-moe"])
 def test_gpt2_init_finds_the_residual_projections_by_role(family):
     model = init_gpt2_weights(GPTModel(tiny(family, n_layers=8)))
