@@ -5,9 +5,10 @@ What this adds over the book's ``MultiHeadAttention``: the same computation with
 ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
 kernels, no materialised ``(T, T)`` mask). In eval mode it equals the book class
 (tested to 1e-5), and so does it in training on a CPU, with the book's dropout masks
-(``attend_with_dropout``); ``from_book`` copies a book module's weights in. Training in bf16 on a CPU
-without dropout, sequences of up to 512 tokens attend through ``blockwise_causal`` instead (SDPA's result
-to bf16's rounding, in fewer and larger matrix products than its CPU flash kernel).
+(``attend_with_dropout``); ``from_book`` copies a book module's weights in. Training in bf16 on a CPU,
+causal attention without a mask or dropout over 256 x 64 / head_dim to 512 tokens goes through
+``blockwise_causal`` instead (SDPA's result to bf16's rounding, in fewer and larger matrix products than its CPU
+flash kernel); shorter sequences train in fp32 SDPA (``attend``).
 
 It also accepts a key/value cache, for the book's GPT generating text (chapter 4's ``KVCache``): any
 object that ``LayerKVCache`` describes. Every mask, cached or not, comes from ``causal_mask``. Chapter 4's
@@ -31,6 +32,7 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .attention import MultiHeadAttention, check_context_length, check_heads
 
@@ -79,8 +81,8 @@ SHORT_ATTENTION = 256 * 64
 
 
 # Up to this many tokens, a CPU trains causal attention in bf16 faster as matrix products over blocks of
-# queries (``blockwise_causal``) than through SDPA's bf16 flash kernel; from about 1,024 on the flash kernel is
-# the faster (``python -m bench.attention_speed --blockwise``; figures in bench/README.md).
+# queries (``blockwise_causal``) than through SDPA's bf16 flash kernel; for heads of 64 dims the flash kernel is
+# the faster from about 1,024 on (``python -m bench.attention_speed --blockwise``; figures in bench/README.md).
 BLOCKWISE_ATTENTION = 512
 
 
@@ -92,9 +94,10 @@ def blockwise_causal(q, k, v, scale=None):
     kept (as flash attention does), so no (T, T) matrix is kept either.
 
     Unlike SDPA's CPU flash kernel, whose many small products cost more than they compute in bf16 up to a few
-    hundred tokens: fewer, larger products. Their results come in the inputs' dtype, as in eager attention
-    (the scores rounded to bf16 before their fp32 softmax); the error against fp64 stays at bf16's rounding,
-    as the flash kernel's does (tests/test_ch03_attention.py).
+    hundred tokens: fewer, larger products. As in that kernel, the scores and their gradients are products in
+    fp32 (bf16 scores, as eager attention rounds them, would make the error grow with their size), the
+    products with the values and the gradients in the inputs' dtype; the error against fp64 is the flash
+    kernel's, large scores included (tests/test_ch03_attention.py).
 
     >>> q, k, v = torch.randn(2, 4, 9, 8), torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
     >>> expected = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
@@ -116,10 +119,11 @@ class _BlockwiseCausal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, scale):
         q4, k3, v3 = _grouped(q, k, v)  # (B, g, T, head_dim), (B, T, head_dim), (B, T, head_dim)
+        k32 = k3.float()
         out = torch.empty_like(q4)
         lse = q4.new_empty(*q4.shape[:-1], 1, dtype=torch.float32)  # (B, g, T, 1): each row's log-sum-exp
         for lo, hi in _query_blocks(q.shape[2]):
-            weights = _block_scores(q4, k3, lo, hi, scale)  # (B, g, n, hi)
+            weights = _block_scores(q4, k32, lo, hi, scale)  # (B, g, n, hi)
             top = weights.amax(-1, keepdim=True)
             total = weights.sub_(top).exp_().sum(-1, keepdim=True)
             lse[:, :, lo:hi] = top + total.log()
@@ -130,18 +134,20 @@ class _BlockwiseCausal(torch.autograd.Function):
         return out.view(q.shape)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         q, k, v, out, lse = ctx.saved_tensors
         q4, k3, v3 = _grouped(q, k, v)
+        k32, v32 = k3.float(), v3.float()
         grad4 = grad_out.reshape(q4.shape).to(q.dtype)
         rowdot = (grad4.float() * out.float()).sum(-1, keepdim=True)  # (B, g, T, 1): each row's sum of P * dP
         dq = torch.empty_like(q4)
         dk, dv = (torch.zeros(k3.shape, dtype=torch.float32, device=k.device) for _ in range(2))
         for lo, hi in _query_blocks(q.shape[2]):
-            weights = _block_scores(q4, k3, lo, hi, ctx.scale).sub_(lse[:, :, lo:hi]).exp_()  # (B, g, n, hi)
+            weights = _block_scores(q4, k32, lo, hi, ctx.scale).sub_(lse[:, :, lo:hi]).exp_()  # (B, g, n, hi)
             grad_rows = grad4[:, :, lo:hi].flatten(1, 2)  # (B, g x n, head_dim)
             dv[:, :hi] += torch.bmm(weights.flatten(1, 2).to(v.dtype).transpose(1, 2), grad_rows)
-            d_weights = torch.bmm(grad_rows, v3[:, :hi].transpose(1, 2)).float().unflatten(1, (q4.shape[1], -1))
+            d_weights = torch.bmm(grad_rows.float(), v32[:, :hi].transpose(1, 2)).unflatten(1, (q4.shape[1], -1))
             d_scores = weights.mul_(d_weights.sub_(rowdot[:, :, lo:hi])).mul_(ctx.scale).to(q.dtype).flatten(1, 2)
             dq[:, :, lo:hi] = torch.bmm(d_scores, k3[:, :hi]).unflatten(1, (q4.shape[1], -1))
             dk[:, :hi] += torch.bmm(d_scores.transpose(1, 2), q4[:, :, lo:hi].flatten(1, 2))
@@ -155,16 +161,16 @@ def _grouped(q, k, v):
     return q.reshape(-1, group, num_tokens, head_dim), *(t.reshape(-1, num_tokens, head_dim) for t in (k, v))
 
 
-def _block_scores(q4, k3, lo, hi, scale):
-    """The scaled scores (B, g, n, hi), in fp32, of the queries ``lo:hi`` against the keys up to ``hi``; -inf
-    where a key comes after its query."""
+def _block_scores(q4, k32, lo, hi, scale):
+    """The scaled scores (B, g, n, hi) in fp32 of the queries ``lo:hi`` against the keys up to ``hi`` (``k32``:
+    the keys in fp32); -inf where a key comes after its query."""
     group = q4.shape[1]
     later = torch.ones(hi - lo, hi - lo, dtype=torch.bool, device=q4.device).triu_(1)
-    bias = torch.zeros(group, hi - lo, hi, dtype=q4.dtype, device=q4.device)
+    bias = torch.zeros(group, hi - lo, hi, device=q4.device)
     bias[:, :, lo:].masked_fill_(later, float("-inf"))
-    scores = torch.baddbmm(bias.flatten(0, 1), q4[:, :, lo:hi].flatten(1, 2), k3[:, :hi].transpose(1, 2),
-                           alpha=scale)  # (B, g x n, hi)
-    return scores.float().unflatten(1, (group, -1))
+    queries = q4[:, :, lo:hi].flatten(1, 2).float()  # (B, g x n, head_dim)
+    scores = torch.baddbmm(bias.flatten(0, 1), queries, k32[:, :hi].transpose(1, 2), alpha=scale)  # (B, g x n, hi)
+    return scores.unflatten(1, (group, -1))
 
 
 def bf16_on_cpu(q: torch.Tensor) -> bool:
