@@ -86,13 +86,15 @@ def bench_blockwise(iters: int) -> None:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.attention_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench.attention_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=1024)
     p.add_argument("--emb-dim", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the attention weights, in training (default: 0)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout on the attention weights, in training (default: 0)")
     p.add_argument("--bf16", action="store_true", help="under bf16 autocast, as the train CLI on a bf16 CPU")
     p.add_argument("--decode", action="store_true", help="a decoding step's attention instead (one query)")
     p.add_argument("--blockwise", action="store_true", help="bf16 training's attention: SDPA against blockwise_causal")

@@ -20,7 +20,8 @@ from ch02_text.tokenizers import gpt2_tokenizer
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.bpe_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench.bpe_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=10, help="copies of the-verdict to train on (10)")
     p.add_argument("--vocab-size", type=int, default=1000)
     args = p.parse_args(argv)

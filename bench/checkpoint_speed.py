@@ -65,7 +65,8 @@ def direct(state, path):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.checkpoint_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dir", default=tempfile.gettempdir(), help="folder to write the test files in (default: the system's temp folder)")
+    p.add_argument("--dir", default=tempfile.gettempdir(),
+                   help="folder to write the test files in (default: the system's temp folder)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default: 3)")
     p.add_argument("--pause", type=float, default=15.0, help="seconds between writes (default: 15)")
     args = p.parse_args(argv)

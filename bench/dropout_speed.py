@@ -48,7 +48,8 @@ def main(argv=None):
     print(f"machine: {machine_line()}; {sum(torch.Size(s).numel() for s in SHAPES):,} elements per step")
     base = statistics.median(times[next(iter(variants))])
     for name, t in times.items():
-        print(f"{name}: {1e3 * statistics.median(t):.0f} ms per step, forward + backward ({base / statistics.median(t):.2f}x)")
+        median = statistics.median(t)
+        print(f"{name}: {1e3 * median:.0f} ms per step, forward + backward ({base / median:.2f}x)")
 
 
 if __name__ == "__main__":

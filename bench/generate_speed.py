@@ -33,7 +33,8 @@ def timed(fn):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.generate_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench.generate_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--new-tokens", type=int, default=200)
     p.add_argument("--prompt", default="Hello, I am")
     p.add_argument("--batched", action="store_true", help="time generate_batch at batch 1, 4 and 16 instead")

@@ -84,7 +84,8 @@ def timed_steps(variants, batches, warmup, heap, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=10, help="timed steps per variant (10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of every block (2)")
     p.add_argument("--rounds", type=int, default=2, help="blocks per variant, taken in turns (2)")
