@@ -117,6 +117,7 @@ class _BlockwiseCausal(torch.autograd.Function):
     block: n queries (lo to hi) against the keys up to hi."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.bfloat16)  # under autocast: bf16 in, none inside
     def forward(ctx, q, k, v, scale):
         q4, k3, v3 = _grouped(q, k, v)  # (B, g, T, head_dim), (B, T, head_dim), (B, T, head_dim)
         k32 = k3.float()
@@ -135,6 +136,7 @@ class _BlockwiseCausal(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")  # autocast as in forward (off), wherever backward() is called
     def backward(ctx, grad_out):
         q, k, v, out, lse = ctx.saved_tensors
         q4, k3, v3 = _grouped(q, k, v)
@@ -206,8 +208,7 @@ def attend(q, k, v, **sdpa_options):
     if (q.shape[-2] <= BLOCKWISE_ATTENTION and q.shape[-2] == k.shape[-2] and sdpa_options.get("is_causal")
             and sdpa_options.get("attn_mask") is None and not sdpa_options.get("dropout_p")
             and q.requires_grad and torch.is_grad_enabled() and bf16_on_cpu(q)):
-        with torch.autocast("cpu", enabled=False):
-            return blockwise_causal(*(t.to(torch.bfloat16) for t in (q, k, v)), sdpa_options.get("scale"))
+        return blockwise_causal(*(t.to(torch.bfloat16) for t in (q, k, v)), sdpa_options.get("scale"))
     return F.scaled_dot_product_attention(q, k, v, **sdpa_options)
 
 

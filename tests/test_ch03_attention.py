@@ -296,6 +296,10 @@ def test_bf16_training_attention_takes_blockwise_causal_in_the_model(monkeypatch
         loss.backward()
         return [p.grad.clone() for p in model.parameters()]
 
+    outside = gradients()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # backward() called under autocast: the same products
+        assert all(torch.equal(a, b) for a, b in zip(gradients(), outside))
+
     calls = []
     blockwise = fast.blockwise_causal
     monkeypatch.setattr(fast, "blockwise_causal", lambda *a: calls.append(1) or blockwise(*a))
